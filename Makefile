@@ -1,0 +1,53 @@
+# Newcomer commands: `make test` and `make demo`. Each sets up .venv itself (idempotent).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# CPU build of torch (a plain `torch` pulls a multi-GB CUDA build). Override for GPU: make install TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+SYSTEM_PACKAGES := espeak-ng chromium
+
+.PHONY: install system-deps test test-all test-parity test-browser demo bench lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip >/dev/null 2>&1 || true
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# System packages for the tests (spoken test clips, headless browser). Skipped when present.
+system-deps:
+	@missing=""; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing system packages:$$missing"; \
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install system-deps
+	$(PY) -m pytest -q
+
+test-all: install system-deps
+	$(PY) -m pytest -q -m "slow or not slow"
+
+test-parity: install
+	$(PY) -m pytest -q tests/parity
+
+test-browser: install system-deps
+	$(PY) -m pytest -q -m browser
+
+demo: install
+	$(PY) infer.py task=tts text="Hello! This is speech lm, speaking with a cloned voice." output=out.wav
+
+bench: install
+	$(PY) benchmarks/generate.py --preset dual_ar_2_codebook_small
+	$(PY) benchmarks/codec.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

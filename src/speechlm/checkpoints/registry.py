@@ -1,0 +1,111 @@
+"""Official checkpoint registry and name → local file resolution.
+
+A ``checkpoints.<slot>`` value is resolved as:
+1. an existing local path (always wins);
+2. ``<checkpoint_dir>/<file>`` (the original's ``checkpoints/`` folder);
+3. a registry name or file name, fetched through ``huggingface_hub`` (its cache, ``HF_HUB_OFFLINE``,
+   ``HF_ENDPOINT`` and tokens are respected).
+Anything else is one :class:`CheckpointError` naming the file, where it was looked for, and the
+command that fetches it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechlm.errors import CheckpointError
+
+HUB_REPO = "fishaudio/fish-speech-1"
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    """One file of the official release."""
+
+    name: str  # registry name (also accepted: the file name)
+    filename: str
+    slot: str  # which ``checkpoints.<slot>`` it fills
+    config: str  # the model config it needs (``group=option``)
+    repo: str = HUB_REPO
+    sha256: str | None = None  # unknown here: the hub is unreachable, so no digest was recorded
+
+
+REGISTRY: dict[str, OfficialCheckpoint] = {
+    c.name: c
+    for c in [
+        OfficialCheckpoint("text2semantic-medium", "text2semantic-sft-medium-v1.1-4k.pth", "text2semantic",
+                           "model/text2semantic=dual_ar_2_codebook_medium"),
+        OfficialCheckpoint("text2semantic-large", "text2semantic-sft-large-v1.1-4k.pth", "text2semantic",
+                           "model/text2semantic=dual_ar_2_codebook_large"),
+        OfficialCheckpoint("vqgan", "vq-gan-group-fsq-2x1024.pth", "vqgan", "model/vqgan=group_fsq_2x1024"),
+        OfficialCheckpoint("vits", "vits_decoder_v1.1.ckpt", "vits", "model/vits=vits_decoder_v1_1"),
+        OfficialCheckpoint("firefly", "firefly-gan-base-generator.ckpt", "firefly", "model/firefly=firefly_gan_base"),
+    ]
+}
+
+DEFAULT_FOR_SLOT = {"text2semantic": "text2semantic-medium", "vqgan": "vqgan", "vits": "vits", "firefly": "firefly"}
+
+
+def lookup(name_or_file: str) -> OfficialCheckpoint | None:
+    """Registry entry by registry name or official file name."""
+    if name_or_file in REGISTRY:
+        return REGISTRY[name_or_file]
+    for c in REGISTRY.values():
+        if c.filename == name_or_file:
+            return c
+    return None
+
+
+def download(entry: OfficialCheckpoint, *, local_files_only: bool = False) -> Path:
+    """Fetch one official file with ``huggingface_hub`` (cached); returns the local path."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(entry.repo, entry.filename, local_files_only=local_files_only))
+    except LocalEntryNotFoundError:
+        raise _missing(entry, offline=True) from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"could not fetch '{entry.filename}' from the hub repo '{entry.repo}' ({first})",
+            "check the network / HF_ENDPOINT / HF_TOKEN, or download it by hand and pass its path "
+            f"as checkpoints.{entry.slot}=PATH",
+        ) from None
+
+
+def _missing(entry: OfficialCheckpoint, offline: bool) -> CheckpointError:
+    why = "the hub is offline (HF_HUB_OFFLINE) or unreachable" if offline else "it is not on disk"
+    return CheckpointError(
+        f"checkpoint '{entry.filename}' not found: not a local path, not in ./checkpoints/, "
+        f"not in the Hugging Face cache, and {why}",
+        f"fetch it with `python infer.py task=download` (hub repo {entry.repo}) or pass "
+        f"checkpoints.{entry.slot}=PATH",
+    )
+
+
+def resolve_checkpoint(value: str | os.PathLike | None, slot: str, *, checkpoint_dir: str | os.PathLike = "checkpoints",
+                       allow_download: bool = True) -> Path:
+    """Resolve a ``checkpoints.<slot>`` value to an existing local file (see module doc)."""
+    if value is None or str(value).strip() == "":
+        value = REGISTRY[DEFAULT_FOR_SLOT[slot]].filename
+    value = str(value)
+    p = Path(value).expanduser()
+    if p.is_file():
+        return p
+    if p.exists():
+        raise CheckpointError(f"checkpoints.{slot}='{value}' is a folder, not a file", "point to the checkpoint file")
+    in_dir = Path(checkpoint_dir) / p.name
+    if in_dir.is_file():
+        return in_dir
+    entry = lookup(value) or lookup(p.name)
+    if entry is None:
+        raise CheckpointError(
+            f"checkpoints.{slot}='{value}' is neither an existing file nor an official checkpoint name",
+            "pass an existing path, or one of: " + ", ".join(sorted(REGISTRY)),
+        )
+    if not allow_download:
+        return download(entry, local_files_only=True)
+    return download(entry)

@@ -1,0 +1,65 @@
+"""Atomic file output: write to a temporary file beside the target, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from speechlm.errors import InputError
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Create ``path`` if needed and check that files can be written in it."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {what} '{p}': {e.strerror}", "choose a writable folder") from None
+    if not p.is_dir():
+        raise InputError(f"{what} '{p}' is not a folder", "choose a folder path")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(f"{what} '{p}' is not writable", "choose a writable folder")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    On any exception the temporary file is removed, so nothing half-written is left behind.
+    ``suffix`` defaults to the target's suffix (some writers pick the format from it).
+    """
+    target = Path(target)
+    ensure_writable_dir(target.parent if str(target.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
+                               dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """``np.save`` to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path

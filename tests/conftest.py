@@ -1,0 +1,29 @@
+"""Shared test fixtures: the reference fixture root and a clean, offline environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def reference_root() -> Path:
+    """Fixture root: ``$SPEECHLM_REFERENCE`` or ``../shared/reference`` beside the repo."""
+    return Path(os.environ.get("SPEECHLM_REFERENCE", ROOT.parent / "shared" / "reference")).resolve()
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    root = reference_root()
+    if not root.is_dir():
+        pytest.fail(f"reference fixtures not found at {root}; set SPEECHLM_REFERENCE")
+    return root
