@@ -27,3 +27,21 @@ def reference_dir() -> Path:
     if not root.is_dir():
         pytest.fail(f"reference fixtures not found at {root}; set SPEECHLM_REFERENCE")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A folder holding tiny random checkpoints of every stage (built once per session)."""
+    from speechlm.testing.tiny import make_tiny_checkpoints
+
+    folder = tmp_path_factory.mktemp("tiny")
+    make_tiny_checkpoints(folder / "checkpoints")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tts(tiny_dir):
+    """A loaded tiny TTS pipeline (CPU, random weights, official checkpoint formats)."""
+    from speechlm.testing.tiny import build_tiny_tts
+
+    return build_tiny_tts(tiny_dir)
