@@ -1,0 +1,111 @@
+"""KV-cache decoding of the text-to-semantic model (Fish Speech v1.1.2 ``generate`` semantics).
+
+One column = one text token + NC codebook values (raw grid ids: codebooks carry the +2 offset).
+Prefill samples the first column with no repetition penalty and no stop check; each later step
+feeds the previous column, applies the 16-step penalty window to the codebooks only, and stops after
+a column whose text token is EOS/``<|im_end|>`` or whose codebooks hold any EOS (that column is kept).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from speechlm.errors import InputError
+from speechlm.inference.sampling import REP_WINDOW, repetition_window, sample
+from speechlm.models.text2semantic.llama import BaseTransformer, DualARTransformer
+from speechlm.text.prompt import CODEBOOK_EOS
+
+DecodeStep = Callable[..., Tensor]
+
+
+def decode_one_dual_ar(model: DualARTransformer, x: Tensor, input_pos: Tensor, previous: Tensor | None,
+                       temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor) -> Tensor:
+    """One slow step + NC fast steps.
+
+    Args:
+        x: (1, 1 + NC, S) grid columns at positions ``input_pos`` (S,).
+        previous: (1 + NC, W) penalty window (row k+1 for codebook k), or None (prefill).
+
+    Returns:
+        (1 + NC, 1) sampled column.
+    """
+    slow = model.forward_generate(x, input_pos)
+    out = [sample(slow.token_logits[0, -1], None, temperature, top_p, repetition_penalty)]
+    h = slow.hidden_states
+    model.reset_fast_caches()
+    for cb in range(model.config.num_codebooks):
+        pos = torch.tensor([cb], device=h.device, dtype=torch.long)
+        logits = model.forward_generate_fast(h, pos)
+        a = sample(logits[0, -1], None if previous is None else previous[cb + 1], temperature, top_p,
+                   repetition_penalty)
+        h = model.fast_embeddings(a)  # the sampled text token is not fed to the fast transformer
+        out.append(a)
+    return torch.stack(out, dim=0)
+
+
+def decode_one_naive(model: BaseTransformer, x: Tensor, input_pos: Tensor, previous: Tensor | None,
+                     temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor) -> Tensor:
+    """Like :func:`decode_one_dual_ar` for :class:`NaiveTransformer` (all codebooks from one head)."""
+    r = model.forward_generate(x, input_pos)
+    out = [sample(r.token_logits[0, -1], None, temperature, top_p, repetition_penalty)]
+    for cb in range(model.config.num_codebooks):
+        out.append(sample(r.codebook_logits[0, -1, cb], None if previous is None else previous[cb + 1],
+                          temperature, top_p, repetition_penalty))
+    return torch.stack(out, dim=0)
+
+
+def default_decode_step(model: BaseTransformer) -> DecodeStep:
+    return decode_one_dual_ar if isinstance(model, DualARTransformer) else decode_one_naive
+
+
+def _is_stop(col: Tensor, eos_id: int, im_end_id: int) -> bool:
+    t = int(col[0, 0])
+    return t == eos_id or t == im_end_id or bool((col[1:, 0] == CODEBOOK_EOS).any())
+
+
+@torch.inference_mode()
+def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int, *, temperature: Tensor,
+                     top_p: Tensor, repetition_penalty: Tensor, eos_id: int, im_end_id: int,
+                     decode_step: DecodeStep | None = None,
+                     on_column: Callable[[int], None] | None = None) -> Tensor:
+    """Continue ``prompt`` (1 + NC, T) until a stop column or the token budget.
+
+    ``max_new_tokens = 0`` means up to ``max_seq_len``; the budget is clamped to ``max_seq_len - T``.
+    ``on_column(i)`` is called after every column (progress, cancellation: it may raise).
+
+    Returns:
+        (1 + NC, N) int64 generated columns, the stop column included.
+    """
+    nc1, t = prompt.shape
+    max_len = model.config.max_seq_len
+    if t >= max_len:
+        raise InputError(f"the prompt is {t} tokens long but the model holds at most {max_len}",
+                         "use fewer or shorter prompt texts/tokens, or a smaller chunk_length")
+    budget = max_len - t if not max_new_tokens or t + max_new_tokens > max_len else max_new_tokens
+    device = prompt.device
+    model.setup_caches(1, t + budget, dtype=model.embeddings.weight.dtype)
+    step = decode_step or default_decode_step(model)
+    sampling = dict(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty)
+
+    first = default_decode_step(model)(model, prompt.view(1, nc1, t), torch.arange(t, device=device), None,
+                                       **sampling)
+    columns = [first]
+    if on_column is not None:
+        on_column(0)
+    history = torch.zeros(nc1, max(budget, REP_WINDOW), dtype=torch.long, device=device)
+    input_pos = torch.tensor([t], device=device, dtype=torch.long)
+    cur = first
+    for i in range(budget - 1):
+        window = repetition_window(history, i)
+        cur = step(model, cur.view(1, nc1, 1), input_pos, window, **sampling)
+        input_pos += 1
+        history[:, i: i + 1] = cur
+        columns.append(cur)
+        if on_column is not None:
+            on_column(i + 1)
+        if _is_stop(cur, eos_id, im_end_id):
+            break
+    return torch.cat(columns, dim=1)

@@ -1,0 +1,1 @@
+"""Text-to-semantic (dual-AR LLaMA) networks, their loader and LightningModule."""

@@ -1,0 +1,297 @@
+"""LLaMA-style text-to-semantic transformers of Fish Speech v1.1.2 (state-dict compatible).
+
+``DualARTransformer``: a slow transformer over time whose input at each step is the sum of the text
+token embedding and one embedding per codebook (one shared table), plus a fast transformer that
+predicts the codebooks of a frame one after another. ``NaiveTransformer`` predicts every codebook
+from the slow hidden state with one linear head.
+
+Grid convention (``inp``/``x``): (B, 1 + NC, T) int — row 0 text ids, rows 1..NC codebook values
+(0 = PAD, contributes no embedding; 1 = EOS; 2 + q = VQ code q).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from speechlm.models.text2semantic.config import ModelArgs, find_multiple
+
+
+@dataclass
+class TransformerOutput:
+    """``token_logits`` (B, T, vocab); ``codebook_logits`` (B, T, NC, codebook_size) or None;
+    ``hidden_states`` (B, T, dim): last slow layer output before the final norm."""
+
+    token_logits: Tensor
+    codebook_logits: Tensor | None
+    hidden_states: Tensor
+
+    @property
+    def logits(self) -> Tensor:  # reference name of the slow head output
+        return self.token_logits
+
+
+def rope_table(seq_len: int, head_dim: int, base: float = 10000) -> Tensor:
+    """(seq_len, head_dim/2, 2) cos/sin table, rounded to bfloat16 exactly as the reference stores it."""
+    freqs = 1.0 / (base ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
+    angles = torch.outer(torch.arange(seq_len, device=freqs.device), freqs)
+    rot = torch.polar(torch.ones_like(angles), angles)
+    return torch.stack([rot.real, rot.imag], dim=-1).to(torch.bfloat16)
+
+
+def apply_rope(x: Tensor, rope: Tensor) -> Tensor:
+    """Rotate adjacent pairs of ``x`` (B, T, H, D) by ``rope`` (T, D/2, 2); computed in float32."""
+    xs = x.float().reshape(*x.shape[:-1], -1, 2)
+    r = rope.view(1, xs.size(1), 1, xs.size(3), 2)
+    out = torch.stack([xs[..., 0] * r[..., 0] - xs[..., 1] * r[..., 1],
+                       xs[..., 1] * r[..., 0] + xs[..., 0] * r[..., 1]], dim=-1)
+    return out.flatten(3).type_as(x)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+class KVCache(nn.Module):
+    """Static key/value cache (B, H, S, D). Buffers are non-persistent: never part of a state dict."""
+
+    def __init__(self, batch: int, seq_len: int, heads: int, head_dim: int, dtype=torch.float32, device=None):
+        super().__init__()
+        shape = (batch, heads, seq_len, head_dim)
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``k``/``v`` (B, H, S, D) at positions ``input_pos`` (S,); return the full caches."""
+        self.k_cache.index_copy_(2, input_pos, k)
+        self.v_cache.index_copy_(2, input_pos, v)
+        return self.k_cache, self.v_cache
+
+    def reset(self) -> None:
+        self.k_cache.zero_()
+        self.v_cache.zero_()
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelArgs):
+        super().__init__()
+        self.n_head, self.n_local_heads, self.head_dim, self.dim = cfg.n_head, cfg.n_local_heads, cfg.head_dim, cfg.dim
+        self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.n_local_heads) * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.dropout = cfg.dropout
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None = None) -> Tensor:
+        """x: (B, T, dim); rope: (T, D/2, 2); mask: bool, True = may attend, broadcast to (B, H, T, S)."""
+        b, t, _ = x.shape
+        kv = self.n_local_heads * self.head_dim
+        q, k, v = self.wqkv(x).split([self.dim, kv, kv], dim=-1)
+        q = apply_rope(q.view(b, t, self.n_head, self.head_dim), rope).transpose(1, 2)
+        k = apply_rope(k.view(b, t, self.n_local_heads, self.head_dim), rope).transpose(1, 2)
+        v = v.view(b, t, self.n_local_heads, self.head_dim).transpose(1, 2)
+        if self.kv_cache is not None and input_pos is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)
+        if self.n_head != self.n_local_heads:
+            k = k.repeat_interleave(self.n_head // self.n_local_heads, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_local_heads, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.wo(y.transpose(1, 2).reshape(b, t, self.dim))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.intermediate_size, bias=False)
+        self.w3 = nn.Linear(cfg.dim, cfg.intermediate_size, bias=False)
+        self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``h = x + attn(norm(x))``; ``out = h + ffn(norm(h))``."""
+
+    def __init__(self, cfg: ModelArgs):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.feed_forward = FeedForward(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None = None) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, mask, input_pos)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+def _run_layers(layers: nn.ModuleList, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None,
+                grad_ckpt: bool) -> Tensor:
+    for layer in layers:
+        if grad_ckpt:
+            x = checkpoint(layer, x, rope, mask, input_pos, use_reentrant=False)
+        else:
+            x = layer(x, rope, mask, input_pos)
+    return x
+
+
+class BaseTransformer(nn.Module):
+    """The slow (time-axis) transformer shared by both variants."""
+
+    def __init__(self, config: ModelArgs):
+        super().__init__()
+        self.config = config
+        self.embeddings = nn.Embedding(config.vocab_size + config.codebook_size * config.num_in_codebooks, config.dim)
+        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.dim, eps=config.norm_eps)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.register_buffer("freqs_cis", rope_table(config.max_seq_len, config.head_dim, config.rope_base),
+                             persistent=False)
+        self.register_buffer("causal_mask", torch.ones(config.max_seq_len, config.max_seq_len, dtype=torch.bool).tril(),
+                             persistent=False)
+        self.cache_batch, self.cache_len = -1, -1
+
+    def rebuild_buffers(self, device: torch.device | str | None = None) -> None:
+        """Recompute the non-persistent buffers (after building on ``meta`` and loading weights)."""
+        c = self.config
+        device = device or self.embeddings.weight.device
+        self.freqs_cis = rope_table(c.max_seq_len, c.head_dim, c.rope_base).to(device)
+        self.causal_mask = torch.ones(c.max_seq_len, c.max_seq_len, dtype=torch.bool, device=device).tril()
+
+    def setup_caches(self, max_batch_size: int, max_seq_len: int, dtype: torch.dtype | None = None) -> None:
+        """Allocate slow KV caches of length ``find_multiple(max_seq_len, 8)`` (kept if already large enough)."""
+        if self.cache_len >= max_seq_len and self.cache_batch >= max_batch_size:
+            return
+        dtype = dtype or self.embeddings.weight.dtype
+        device = self.embeddings.weight.device
+        self.cache_len, self.cache_batch = find_multiple(max_seq_len, 8), max_batch_size
+        for block in self.layers:
+            block.attention.kv_cache = KVCache(max_batch_size, self.cache_len, self.config.n_local_heads,
+                                               self.config.head_dim, dtype, device)
+
+    def clear_caches(self) -> None:
+        """Drop every KV cache (back to the training/teacher-forcing forward)."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.kv_cache = None
+        self.cache_batch, self.cache_len = -1, -1
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, 1 + NC_in, T) grid → (B, T, dim): text embedding + non-PAD codebook embeddings."""
+        c = self.config
+        out = self.embeddings(x[:, 0])
+        for i in range(c.num_in_codebooks):
+            codes = x[:, i + 1]
+            emb = self.embeddings(codes + (c.vocab_size + i * c.codebook_size))
+            out = out + emb * (codes != c.codebook_padding_idx).unsqueeze(-1).to(emb.dtype)
+        return out
+
+    def forward_slow(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
+        """Teacher-forced slow pass. key_padding_mask: (B, T) bool, True = padded key."""
+        t = inp.size(2)
+        x = self.embed(inp)
+        mask = self.causal_mask[None, None, :t, :t]
+        if key_padding_mask is not None:
+            mask = mask & ~key_padding_mask[:, None, None, :]
+        grad_ckpt = self.config.use_gradient_checkpointing and self.training
+        x = _run_layers(self.layers, x, self.freqs_cis[:t], mask, None, grad_ckpt)
+        return TransformerOutput(self.output(self.norm(x)), None, x)
+
+    def forward_generate_slow(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
+        """Cached slow step over ``x`` (B, 1 + NC, S) at positions ``input_pos`` (S,); last position only."""
+        if self.cache_len < 0:
+            raise RuntimeError("call setup_caches() before generating")
+        h = self.embed(x)
+        mask = self.causal_mask[None, None, input_pos, : self.cache_len]
+        h = _run_layers(self.layers, h, self.freqs_cis[input_pos], mask, input_pos, False)
+        h = h[:, -1:]
+        return TransformerOutput(self.output(self.norm(h)), None, h)
+
+
+class NaiveTransformer(BaseTransformer):
+    """Slow transformer with one linear head for all codebooks."""
+
+    def __init__(self, config: ModelArgs):
+        super().__init__(config)
+        self.codebook_norm = RMSNorm(config.dim, eps=config.norm_eps)
+        self.codebook_output = nn.Linear(config.dim, config.codebook_size * config.num_codebooks, bias=False)
+
+    def _heads(self, r: TransformerOutput) -> TransformerOutput:
+        logits = self.codebook_output(self.codebook_norm(r.hidden_states))
+        r.codebook_logits = logits.unflatten(-1, (self.config.num_codebooks, self.config.codebook_size))
+        return r
+
+    def forward(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
+        return self._heads(self.forward_slow(inp, key_padding_mask))
+
+    def forward_generate(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
+        return self._heads(self.forward_generate_slow(x, input_pos))
+
+
+class DualARTransformer(BaseTransformer):
+    """Slow transformer over frames + fast transformer over the codebooks of one frame."""
+
+    def __init__(self, config: ModelArgs):
+        super().__init__(config)
+        self.fast_embeddings = nn.Embedding(config.codebook_size, config.dim, padding_idx=config.codebook_padding_idx)
+        self.fast_layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_fast_layer))
+        self.fast_norm = RMSNorm(config.dim, eps=config.norm_eps)
+        self.fast_output = nn.Linear(config.dim, config.codebook_size, bias=False)
+
+    def setup_caches(self, max_batch_size: int, max_seq_len: int, dtype: torch.dtype | None = None) -> None:
+        """Slow caches as the base class; fast caches of length NC."""
+        if self.cache_len >= max_seq_len and self.cache_batch >= max_batch_size:
+            return
+        super().setup_caches(max_batch_size, max_seq_len, dtype)
+        dtype = dtype or self.embeddings.weight.dtype
+        for block in self.fast_layers:
+            block.attention.kv_cache = KVCache(max_batch_size, self.config.num_codebooks, self.config.n_local_heads,
+                                               self.config.head_dim, dtype, self.embeddings.weight.device)
+
+    def forward(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
+        """Teacher forcing. inp: (B, 1 + NC, T) → token_logits (B, T, vocab), codebook_logits (B, T, NC, cb)
+        where position s predicts the codes of column s + 1 (all-PAD positions and the last one are 0)."""
+        c = self.config
+        slow = self.forward_slow(inp, key_padding_mask)
+        nc = c.num_codebooks
+        # Fast input at position s: [h_s, emb(c_0[s+1]), ..., emb(c_{NC-2}[s+1])]
+        nxt = F.pad(inp[:, 1:-1, 1:], (0, 1), value=c.codebook_padding_idx)  # (B, NC-1, T)
+        seq = torch.cat([slow.hidden_states[:, None], self.fast_embeddings(nxt)], dim=1)  # (B, NC, T, dim)
+        b, t = seq.size(0), seq.size(2)
+        seq = seq.permute(0, 2, 1, 3).reshape(b * t, nc, c.dim)
+        keep = ~(nxt.permute(0, 2, 1).reshape(b * t, nc - 1) == c.codebook_padding_idx).all(dim=-1)
+        mask = self.causal_mask[None, None, :nc, :nc]
+        y = _run_layers(self.fast_layers, seq[keep], self.freqs_cis[:nc], mask, None,
+                        c.use_gradient_checkpointing and self.training)
+        logits = self.fast_output(self.fast_norm(y))
+        full = logits.new_zeros(b * t, nc, logits.size(-1))
+        full[keep] = logits
+        slow.codebook_logits = full.view(b, t, nc, -1)
+        return slow
+
+    def forward_generate(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
+        """Cached slow step (see :meth:`forward_generate_slow`); codebooks come from :meth:`forward_generate_fast`."""
+        return self.forward_generate_slow(x, input_pos)
+
+    def forward_generate_fast(self, x: Tensor, input_pos: Tensor) -> Tensor:
+        """One fast step: x (dim,) or (1, 1, dim) at codebook position ``input_pos`` (1,) → logits (1, 1, cb)."""
+        x = x.view(1, 1, -1)
+        mask = self.causal_mask[None, None, input_pos, : self.config.num_codebooks]
+        x = _run_layers(self.fast_layers, x, self.freqs_cis[input_pos], mask, input_pos, False)
+        return self.fast_output(self.fast_norm(x))
+
+    def reset_fast_caches(self) -> None:
+        for block in self.fast_layers:
+            block.attention.kv_cache.reset()

@@ -1,0 +1,1 @@
+"""Text front end: tokenizer, cleaning, splitting and the prompt grid."""
