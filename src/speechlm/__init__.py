@@ -4,4 +4,13 @@ from speechlm.errors import SpeechLMError
 
 __version__ = "0.1.0"
 
-__all__ = ["SpeechLMError", "__version__"]
+__all__ = ["TTS", "SpeechLMError", "__version__"]
+
+
+def __getattr__(name: str):
+    # The pipeline pulls in torch and the models; import it only when asked for.
+    if name == "TTS":
+        from speechlm.pipeline import TTS
+
+        return TTS
+    raise AttributeError(f"module 'speechlm' has no attribute {name!r}")

@@ -172,6 +172,15 @@ class TTS:
     def _decoder(self, name: str):
         return self._get_vits() if name == "vits" else self._get_codec(with_vocoder=True)
 
+    @property
+    def codec(self):
+        """The VQGAN codec (encoder; decoder + Firefly vocoder once ``decoder=vqgan`` was used)."""
+        return self._get_codec(with_vocoder=self._codec_has_vocoder)
+
+    def decoder(self, name: str | None = None):
+        """The loaded decoder object: ``VITSSynthesizer`` (vits) or ``VQGANCodec`` with vocoder (vqgan)."""
+        return self._decoder(self._check_decoder(name or self.default_decoder))
+
     def status(self) -> dict:
         """Which models are loaded, and where."""
         return {
