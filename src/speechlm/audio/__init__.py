@@ -1,0 +1,1 @@
+"""Audio input/output shared by every task, the HTTP API and the web UI."""
