@@ -1,0 +1,1 @@
+"""VQGAN codec (WaveNet encoder/decoder around a grouped FSQ) and the Firefly vocoder."""
