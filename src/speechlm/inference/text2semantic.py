@@ -1,0 +1,200 @@
+"""Text → semantic codes: the one pipeline object the CLI, HTTP API and web UI share.
+
+``SemanticGenerator.generate`` follows the reference ``generate_long``: the text is split into
+segments, each segment is generated with the reference prompts and the recent segments (with their
+generated codes) as context, and each yields a :class:`Segment` of VQ indices. One call = one sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from speechlm.errors import InputError, SpeechLMError, check_range
+from speechlm.inference.decode import default_decode_step, generate_columns
+from speechlm.models.text2semantic.llama import BaseTransformer
+from speechlm.models.text2semantic.loading import load_text2semantic
+from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
+from speechlm.text.split import split_text
+from speechlm.text.tokenizer import FishTokenizer, build_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONTEXT_RESERVE = 1024  # tokens kept free for generation when choosing past segments (reference value)
+
+
+class GenerationCancelled(SpeechLMError):
+    """``should_stop()`` returned True: the caller cancelled (e.g. the HTTP client went away)."""
+
+    def __init__(self):
+        super().__init__("generation cancelled", status=499)
+
+
+@dataclass
+class Segment:
+    """One generated segment.
+
+    Attributes:
+        codes: (num_codebooks, T) int64 VQ indices (``generate_long`` codes: the last two columns dropped).
+        index: segment number (0-based); ``num_segments``: how many this text has.
+        text: the segment's cleaned text; ``num_tokens``: columns generated (stop column included);
+        seconds: wall time of the segment.
+    """
+
+    codes: torch.LongTensor
+    index: int
+    num_segments: int
+    text: str
+    num_tokens: int
+    seconds: float
+
+
+def check_sampling(top_p: float, temperature: float, repetition_penalty: float, chunk_length: int,
+                   max_new_tokens: int) -> None:
+    """Ranges of the original HTTP API (``tools/api.py``)."""
+    check_range("top_p", top_p, 0.1, 1.0)
+    check_range("temperature", temperature, 0.1, 1.0)
+    check_range("repetition_penalty", repetition_penalty, 0.9, 2.0)
+    if int(chunk_length) != chunk_length or int(max_new_tokens) != max_new_tokens:
+        raise InputError("chunk_length and max_new_tokens must be whole numbers", "pass integers")
+    check_range("chunk_length", chunk_length, 0, 500)
+    check_range("max_new_tokens", max_new_tokens, 0)
+
+
+def select_context(segments: list[torch.Tensor], budget: int) -> list[torch.Tensor]:
+    """Past segments to keep as context (reference window rule: the first two + an odd number of recent).
+
+    The reference counts each length twice in its test and, when even the newest segment alone is over
+    budget, duplicates the whole list (``-0`` slicing); here that case keeps the first two + the newest.
+    """
+    count, i = 0, 0
+    for i, length in enumerate(reversed([s.size(1) for s in segments])):
+        count += length
+        if count + length > budget:
+            break
+    if i != 0 and i % 2 == 0:
+        i -= 1
+    if i >= len(segments) - 2:
+        return list(segments)
+    return segments[:2] + segments[-max(i, 1):]
+
+
+class SemanticGenerator:
+    """Holds a loaded model and the tokenizer; ``generate`` yields code segments."""
+
+    def __init__(self, model: BaseTransformer, tokenizer: FishTokenizer | None = None, *, compile: bool = False):
+        self.model = model.eval()
+        self.tokenizer = tokenizer or build_tokenizer()
+        self.device = model.embeddings.weight.device
+        self.num_codebooks = model.config.num_codebooks
+        self.max_code = model.config.codebook_size - CODE_OFFSET
+        step = default_decode_step(model)
+        # Only the per-token step is compiled; prefill (variable length) stays eager.
+        self.decode_step = torch.compile(step, dynamic=False) if compile else step
+
+    @classmethod
+    def from_config(cls, model_cfg, checkpoint_path, *, device="cpu", dtype=torch.float32,
+                    compile: bool = False) -> "SemanticGenerator":
+        model = load_text2semantic(model_cfg, checkpoint_path, device=device, dtype=dtype)
+        return cls(model, compile=compile)
+
+    def encode_prompts(self, prompt_texts: Sequence[str], prompt_tokens: Sequence, speaker: str | None):
+        if len(prompt_texts) != len(prompt_tokens):
+            raise InputError(f"got {len(prompt_texts)} prompt texts but {len(prompt_tokens)} prompt token files",
+                             "give one prompt_text per prompt_tokens file (same order)", field="prompt_text")
+        out = []
+        for i, (t, c) in enumerate(zip(prompt_texts, prompt_tokens)):
+            codes = check_prompt_codes(c, self.num_codebooks, max_code=self.max_code,
+                                       name=f"prompt_tokens[{i}]" if len(prompt_tokens) > 1 else "prompt_tokens")
+            out.append(encode_prompt(self.tokenizer, t, bos=i == 0, prompt_tokens=codes, speaker=speaker,
+                                     num_codebooks=self.num_codebooks).to(self.device))
+        return out
+
+    def generate(self, text: str, *, prompt_texts: Sequence[str] = (), prompt_tokens: Sequence = (),
+                 speaker: str | None = None, max_new_tokens: int = 0, chunk_length: int = 150,
+                 iterative_prompt: bool = True, top_p: float = 0.7, temperature: float = 0.7,
+                 repetition_penalty: float = 1.5, progress: bool = True,
+                 should_stop: Callable[[], bool] | None = None) -> Iterator[Segment]:
+        """Generate semantic codes for ``text``; yields one :class:`Segment` per text segment.
+
+        Raises:
+            InputError: empty text, bad prompt codes, more prompt texts than token files, out-of-range
+                parameters (top_p [0.1, 1], temperature [0.1, 1], repetition_penalty [0.9, 2],
+                chunk_length [0, 500] (0 = no splitting), max_new_tokens >= 0 (0 = up to max_seq_len)).
+            GenerationCancelled: ``should_stop()`` returned True (checked after every token).
+        """
+        check_sampling(top_p, temperature, repetition_penalty, chunk_length, max_new_tokens)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("text is empty", "pass the text to speak, e.g. text=\"Hello\"", field="text")
+        prompts = self.encode_prompts(list(prompt_texts), list(prompt_tokens), speaker)
+        texts = split_text(text, chunk_length) if iterative_prompt and chunk_length > 0 else [text]
+        if not texts:
+            raise InputError(f"text {text!r} has nothing to speak after cleaning (only punctuation/unsupported "
+                             "characters)", "pass words in a supported language", field="text")
+        tok = self.tokenizer
+        encoded = [encode_prompt(tok, t, bos=i == 0 and not prompts, speaker=speaker,
+                                 num_codebooks=self.num_codebooks).to(self.device) for i, t in enumerate(texts)]
+        params = {k: torch.tensor(v, device=self.device, dtype=torch.float32)
+                  for k, v in dict(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty).items()}
+        budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(p.size(1) for p in prompts)
+        history: list[torch.Tensor] = []
+        total_tokens, t_start = 0, time.perf_counter()
+        for idx, seg in enumerate(encoded):
+            history.append(seg)
+            prompt = torch.cat(prompts + select_context(history, budget), dim=1)
+            t0 = time.perf_counter()
+            cols = self._run(prompt, max_new_tokens, params, progress, should_stop, idx, len(encoded))
+            seconds = time.perf_counter() - t0
+            total_tokens += cols.size(1)
+            log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),
+                     seconds, cols.size(1) / max(seconds, 1e-9))
+            history.append(self._as_context(cols))
+            yield Segment(self._codes(cols), idx, len(encoded), texts[idx], cols.size(1), seconds)
+        seconds = time.perf_counter() - t_start
+        log.info("generated %d tokens in %.2f seconds, %.2f tokens/s", total_tokens, seconds,
+                 total_tokens / max(seconds, 1e-9))
+
+    def _run(self, prompt, max_new_tokens, params, progress, should_stop, idx, n) -> torch.Tensor:
+        total = self.model.config.max_seq_len - prompt.size(1)
+        if max_new_tokens:
+            total = min(total, max_new_tokens)
+        bar = Progress(TextColumn(f"segment {idx + 1}/{n}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("tokens"), TimeElapsedColumn(), transient=True, disable=not progress)
+
+        def on_column(i: int) -> None:
+            bar.update(task, completed=i + 1)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled()
+
+        with bar:
+            task = bar.add_task("generate", total=total)
+            return generate_columns(self.model, prompt, max_new_tokens, eos_id=self.tokenizer.eos_token_id,
+                                    im_end_id=self.tokenizer.im_end_id, decode_step=self.decode_step,
+                                    on_column=on_column, **params)
+
+    def _codes(self, cols: torch.Tensor) -> torch.Tensor:
+        """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.
+
+        A kept column whose codebook holds PAD/EOS (a random or badly conditioned model; the reference
+        asserts) becomes code 0 instead, with a warning, so the output stays decodable.
+        """
+        codes = cols[1:, :-2] - CODE_OFFSET
+        if codes.numel() and bool((codes < 0).any()):
+            log.warning("%d generated codebook values were PAD/EOS inside the segment; replaced by code 0",
+                        int((codes < 0).sum()))
+            codes = codes.clamp_min(0)
+        return codes.cpu()
+
+    def _as_context(self, cols: torch.Tensor) -> torch.Tensor:
+        """Generated columns as context for the next segment: stop column dropped, closed by ``<|im_end|>``."""
+        kept = cols[:, :-1]
+        if kept.size(1) and int(kept[0, -1]) == self.tokenizer.im_end_id:
+            return kept
+        end = torch.full((cols.size(0), 1), CODEBOOK_EOS, dtype=cols.dtype, device=cols.device)
+        end[0, 0] = self.tokenizer.im_end_id
+        return torch.cat([kept, end], dim=1)
