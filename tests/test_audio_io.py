@@ -290,3 +290,11 @@ def test_log_mel_helper_matches_fixture(reference_dir):
     data, model_sr, n_fft, hop = _mel_setup(reference_dir)
     mel = _log_mel(data[f"wave_{model_sr}"], data["mel_fb_fmax8000"], data[f"hann_window_{n_fft}"], n_fft, hop)
     np.testing.assert_allclose(mel, data["encode_mel"], atol=1e-3)
+
+
+def test_junk_is_refused_before_the_decoder_prints(tmp_path, capfd):
+    """libmpg123 writes resync notes to stderr on junk; such input must be refused before it gets there."""
+    (tmp_path / "bad.mp3").write_bytes(b"junk" * 100)
+    with pytest.raises(AudioError, match="not a wav, flac, ogg or mp3 file"):
+        load_audio(tmp_path / "bad.mp3")
+    assert capfd.readouterr().err == ""

@@ -32,9 +32,10 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "--compile": ("compile", False), "--half": ("half", False),
     "--input-path": ("input", True), "--input": ("input", True), "-i": ("input", True),
     "--output-path": ("output", True), "--output": ("output", True), "-o": ("output", True),
-    "--reference-audio": ("reference", True), "-r": ("reference", True),
+    "--reference-audio": ("reference", True), "--reference-path": ("reference", True), "-r": ("reference", True),
     "--reference-text": ("reference_text", True),
     "--listen": ("listen", True), "--api-key": ("api_key", True),
+    "--max-text-length": ("max_text_length", True), "--workers": ("workers", True),
     "--llama-checkpoint-path": ("checkpoints.text2semantic", True),
     "--vqgan-checkpoint-path": ("checkpoints.vqgan", True),
     "--output-dir": ("output_dir", True),
@@ -105,7 +106,7 @@ def translate_args(argv: Sequence[str]) -> tuple[list[str], str | None, bool]:
                 i += 1
         elif flag in ("--config-name", "-cn"):
             config_name = take()
-        elif flag == "--checkpoint-path":
+        elif flag in ("--checkpoint-path", "-ckpt"):
             checkpoint_path = take()
         elif flag == "--decoder-checkpoint-path":
             decoder_ckpt = take()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -74,9 +75,39 @@ def _open(src: AudioSource, what: str) -> BinaryIO | str:
     raise AudioError(f"{what} must be a path, bytes or a file object, not {type(src).__name__}")
 
 
+# Leading bytes of the containers libsndfile reads. Unrecognised data is refused before libsndfile sees
+# it: its mp3 decoder (libmpg123) writes resync notes straight to the process's stderr on junk input.
+_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"riff", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"dns.", b"caff",
+          b"NIST", b"Creative Voice", b"wvpk")
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    if head.startswith(_MAGIC):
+        return True
+    # a bare MPEG audio frame: 11 sync bits, then a valid version/layer
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+
+
+def _peek(handle, n: int = 16) -> bytes:
+    if isinstance(handle, str):
+        with open(handle, "rb") as f:
+            return f.read(n)
+    pos = handle.tell()
+    head = handle.read(n)
+    handle.seek(pos)
+    return head
+
+
 def _read(handle, src: AudioSource, what: str, max_seconds: float | None, limit_key: str) -> tuple[np.ndarray, int]:
     """Decode to (frames, channels) float32 in [-1, 1] (integer PCM is scaled by soundfile)."""
     name = _describe(src)
+    try:
+        head = _peek(handle)
+    except OSError as e:
+        raise AudioError(f"{what} {name} cannot be read ({e.strerror or e})", "check the file's permissions") from None
+    if not _looks_like_audio(head):
+        raise AudioError(f"{what} {name} could not be decoded (not a wav, flac, ogg or mp3 file)",
+                         "use a wav, flac, ogg or mp3 file")
     try:
         with sf.SoundFile(handle) as f:
             sr = int(f.samplerate)
@@ -88,8 +119,11 @@ def _read(handle, src: AudioSource, what: str, max_seconds: float | None, limit_
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as e:
-        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{what} {name} could not be decoded ({detail})",
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = re.sub(r"^Error opening (?:'.*?'|<.*?>): ", "", detail)
+        if "does not exist" in detail:  # libsndfile's words for data it cannot parse at all
+            detail = "unrecognised or corrupt data"
+        raise AudioError(f"{what} {name} could not be decoded ({detail[:160]})",
                          "use an uncorrupted wav, flac, ogg or mp3 file") from None
     return data, sr
 
@@ -182,19 +216,24 @@ def _write(target, audio: np.ndarray, sr: int, fmt: str) -> None:
     sf.write(target, audio, int(sr), format=container, subtype=subtype)
 
 
+def check_audio_path(path: str | os.PathLike) -> Path:
+    """Refuse an output file name whose extension :func:`save_audio` cannot write (check before heavy work)."""
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") not in _WRITE_FORMATS:
+        raise InputError(f"cannot write audio to '{path}': unknown extension '{path.suffix or '(none)'}'",
+                         "use a .wav, .flac or .mp3 (also .ogg, .opus) file name", field="output")
+    return path
+
+
 def save_audio(path: str | os.PathLike, audio, sr: int) -> Path:
     """Write (N,) audio to ``path``; the format follows the extension (.wav, .flac, .mp3, .ogg, .opus).
 
     The file appears only when complete (written beside it, then renamed). Samples are clipped to [-1, 1].
     """
-    path = Path(path)
-    ext = path.suffix.lower().lstrip(".")
-    if ext not in _WRITE_FORMATS:
-        raise InputError(f"cannot write audio to '{path}': unknown extension '{path.suffix or '(none)'}'",
-                         "use a .wav, .flac or .mp3 (also .ogg, .opus) file name", field="output")
+    path = check_audio_path(path)
     data = _as_mono_float(audio)
     with atomic_path(path) as tmp:
-        _write(str(tmp), data, sr, ext)
+        _write(str(tmp), data, sr, path.suffix.lower().lstrip("."))
     return path
 
 
