@@ -47,8 +47,9 @@ def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
     Returns:
         ``(n_freqs, n_mels)`` float32.
     """
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_pts = torch.linspace(hz_to_mel_slaney(f_min), hz_to_mel_slaney(f_max), n_mels + 2)
+    # Always built on the CPU (also while a model is being built on the meta device).
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, device="cpu")
+    m_pts = torch.linspace(hz_to_mel_slaney(f_min), hz_to_mel_slaney(f_max), n_mels + 2, device="cpu")
     f_pts = mel_to_hz_slaney(m_pts)
     f_diff = f_pts[1:] - f_pts[:-1]  # (n_mels + 1,)
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
@@ -75,7 +76,7 @@ class LinearSpectrogram(nn.Module):
         self.win_length = win_length
         self.hop_length = hop_length
         self.center = center
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+        self.register_buffer("window", torch.hann_window(win_length, device="cpu"), persistent=False)
 
     @property
     def padding(self) -> tuple[int, int]:
@@ -138,7 +139,7 @@ class LogMelSpectrogram(nn.Module):
         """Recompute the non-persistent ``fb`` and ``window`` buffers in place on their device."""
         device = self.fb.device if self.fb.device.type != "meta" else torch.device("cpu")
         self.fb = self.build_filterbank().to(device)
-        self.spectrogram.window = torch.hann_window(self.win_length).to(device)
+        self.spectrogram.window = torch.hann_window(self.win_length, device="cpu").to(device)
 
     @staticmethod
     def compress(x: Tensor) -> Tensor:

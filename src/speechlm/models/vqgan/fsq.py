@@ -32,11 +32,12 @@ class FSQ(nn.Module):
         super().__init__()
         self.levels = list(levels)
         self.codebook_size = math.prod(levels)
-        self.register_buffer("_levels", torch.tensor(levels, dtype=torch.int32), persistent=False)
-        basis = torch.cumprod(torch.tensor([1] + list(levels[:-1])), dim=0, dtype=torch.int32)
+        # Buffers live on the CPU even while the model is built on the meta device.
+        self.register_buffer("_levels", torch.tensor(levels, dtype=torch.int32, device="cpu"), persistent=False)
+        basis = torch.cumprod(torch.tensor([1] + list(levels[:-1]), device="cpu"), dim=0, dtype=torch.int32)
         self.register_buffer("_basis", basis, persistent=False)
-        self.register_buffer("implicit_codebook", self.indices_to_codes(torch.arange(self.codebook_size)),
-                             persistent=False)
+        self.register_buffer("implicit_codebook",
+                             self.indices_to_codes(torch.arange(self.codebook_size, device="cpu")), persistent=False)
 
     def reset_buffers(self, device: torch.device | str = "cpu") -> None:
         """Rebuild the non-persistent buffers (after building on ``meta``)."""
@@ -92,10 +93,10 @@ class ResidualFSQ(nn.Module):
         self.project_out = nn.Linear(code_dim, dim) if code_dim != dim else nn.Identity()
         self.levels = list(levels)
         self.layers = nn.ModuleList(FSQ(levels) for _ in range(num_quantizers))
-        self.register_buffer("scales", self._scales(), persistent=False)
+        self.register_buffer("scales", self._scales("cpu"), persistent=False)
 
     def _scales(self, device: torch.device | str = "cpu") -> Tensor:
-        lv = torch.tensor(self.levels, dtype=torch.float32, device=device)
+        lv = torch.tensor(self.levels, dtype=torch.float32, device="cpu").to(device)
         return torch.stack([(lv - 1) ** -q for q in range(len(self.layers))])
 
     def reset_buffers(self, device: torch.device | str = "cpu") -> None:
