@@ -106,6 +106,10 @@ def translate_args(argv: Sequence[str]) -> tuple[list[str], str | None, bool]:
                 i += 1
         elif flag in ("--config-name", "-cn"):
             config_name = take()
+            # The original generate.py's --config-name names the text2semantic model preset.
+            if (CONFIG_DIR / "model" / "text2semantic" / f"{config_name}.yaml").is_file():
+                overrides.append(f"model/text2semantic={config_name}")
+                config_name = None
         elif flag in ("--checkpoint-path", "-ckpt"):
             checkpoint_path = take()
         elif flag == "--decoder-checkpoint-path":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechlm.errors import InputError, SpeechLMError, check_range
@@ -163,8 +164,10 @@ class SemanticGenerator:
         total = self.model.config.max_seq_len - prompt.size(1)
         if max_new_tokens:
             total = min(total, max_new_tokens)
+        console = Console(stderr=True)
         bar = Progress(TextColumn(f"segment {idx + 1}/{n}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("tokens"), TimeElapsedColumn(), transient=True, disable=not progress)
+                       TextColumn("tokens"), TimeElapsedColumn(), console=console, transient=True,
+                       disable=not (progress and console.is_terminal))
 
         def on_column(i: int) -> None:
             bar.update(task, completed=i + 1)
