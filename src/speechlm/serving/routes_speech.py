@@ -1,0 +1,211 @@
+"""``POST /v1/invoke`` (the Fish Speech v1.1.2 API) and ``POST /v1/audio/speech`` (OpenAI-compatible)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from speechlm.errors import InputError
+from speechlm.serving import formats
+from speechlm.serving.schemas import InvokeRequest, SpeechRequest
+from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
+from speechlm.serving.synthesis import StreamPiece, SynthesisParams, Synthesized, stream_job, synthesize_job
+from speechlm.serving.worker import Job
+
+log = logging.getLogger("speechlm.serving")
+router = APIRouter(tags=["speech"])
+
+# OpenAI's built-in voice names: accepted and mean "the model's default voice" unless saved under that id.
+OPENAI_VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+                 "marin", "cedar"}
+AUDIO_RESPONSES = {200: {"content": {t: {} for t in formats.CONTENT_TYPES.values()},
+                         "description": "the audio (or JSON with base64 takes when num_samples > 1)"}}
+
+
+def _check_text(text: str, limit: int, field: str) -> None:
+    if len(text) > limit:
+        raise InputError(f"{field} is {len(text)} characters, more than the limit of {limit}",
+                         "split it into smaller requests", field=field)
+
+
+def _decode_reference(data: str, limit: int) -> bytes:
+    if data.startswith("data:") and "," in data:  # tolerate a data: URL
+        data = data.split(",", 1)[1]
+    if len(data) * 3 // 4 > limit + 3:
+        raise InputError(f"reference_audio is larger than the limit of {limit} bytes", "send a shorter clip",
+                         field="reference_audio", status=413)
+    try:
+        audio = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("reference_audio is not valid base64", "send the audio file's bytes base64-encoded",
+                         field="reference_audio") from None
+    if not audio:
+        raise InputError("reference_audio is empty", "send a wav/flac/mp3/ogg file, base64-encoded",
+                         field="reference_audio")
+    if len(audio) > limit:
+        raise InputError(f"reference_audio is {len(audio)} bytes, more than the limit of {limit}",
+                         "send a shorter clip", field="reference_audio", status=413)
+    return audio
+
+
+def _headers(fmt: str) -> dict:
+    ext = "ogg" if fmt == "opus" else fmt
+    return {"Content-Disposition": f"attachment; filename=audio.{ext}"}
+
+
+async def _finished(request: Request, job: Job) -> Synthesized:
+    result: Synthesized = await await_job(request, job, job.result())
+    add_audio_seconds(request, result.audio_seconds)
+    return result
+
+
+async def _first_piece(request: Request, job: Job) -> tuple[AsyncIterator[StreamPiece], StreamPiece | None]:
+    """Wait for the first segment, so errors before any audio still get a proper 4xx status."""
+    items = job.items().__aiter__()
+    try:
+        return items, await await_job(request, job, items.__anext__())
+    except StopAsyncIteration:
+        return items, None
+
+
+async def _pieces(request: Request, items: AsyncIterator[StreamPiece], first: StreamPiece | None,
+                  job: Job) -> AsyncIterator[StreamPiece]:
+    """All streamed pieces, first included; a failure mid-stream is logged and ends the stream."""
+    if first is not None:
+        add_audio_seconds(request, first.seconds)
+        yield first
+    try:
+        async for piece in items:
+            add_audio_seconds(request, piece.seconds)
+            yield piece
+    except Exception as e:  # noqa: BLE001 - headers are sent: end the stream cleanly and log
+        if not job.should_stop():
+            log.error("%s: stream ended early: %s: %s", request.url.path, type(e).__name__, e)
+            request.state.stream_error = str(e) or type(e).__name__
+
+
+@router.post("/v1/invoke", responses=AUDIO_RESPONSES, summary="Synthesize speech (Fish Speech v1.1.2 API)")
+async def invoke(req: InvokeRequest, request: Request) -> Response:
+    """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
+
+    With ``streaming=true`` (wav only) the response is a WAV header followed by 16-bit PCM for each
+    segment as soon as it is decoded. With ``num_samples > 1`` the answer is JSON with one base64 file per take.
+    """
+    server = request.app.state.server
+    settings = server.settings
+    _check_text(req.text, settings.max_text_length, "text")
+    if req.num_samples > settings.max_num_samples:
+        raise InputError(f"num_samples={req.num_samples} is more than the limit of {settings.max_num_samples}",
+                         f"ask for at most {settings.max_num_samples}", field="num_samples")
+    if req.streaming and req.format != "wav":
+        raise InputError("streaming supports only format=wav", "set format=wav or streaming=false", field="format")
+    if req.streaming and req.num_samples != 1:
+        raise InputError("streaming returns one take", "set num_samples=1", field="num_samples")
+    if req.reference_audio is not None and req.reference_id is not None:
+        raise InputError("pass either reference_audio or reference_id, not both", field="reference_id")
+    audio = None
+    if req.reference_audio is not None:
+        audio = _decode_reference(req.reference_audio, settings.max_reference_bytes)
+        if not (req.reference_text or "").strip():
+            raise InputError("reference_text is required with reference_audio",
+                             "pass the transcript of the reference audio", field="reference_text")
+    if req.reference_id is not None:
+        server.store.get(req.reference_id, field="reference_id")
+    params = SynthesisParams(
+        text=req.text, reference_audio=audio, reference_text=req.reference_text, reference_id=req.reference_id,
+        speaker=req.speaker, seed=req.seed, num_samples=req.num_samples,
+        sampling=dict(max_new_tokens=req.max_new_tokens or settings.max_new_tokens, chunk_length=req.chunk_length, top_p=req.top_p,
+                      temperature=req.temperature, repetition_penalty=req.repetition_penalty))
+
+    if req.streaming:
+        job = server.pool.submit(stream_job(params, "wav", server.store, settings.max_reference_seconds), "invoke")
+        items, first = await _first_piece(request, job)
+        sample_rate = server.sample_rate
+
+        async def body() -> AsyncIterator[bytes]:
+            yield formats.wav_stream_header(sample_rate)
+            async for piece in _pieces(request, items, first, job):
+                yield piece.data
+
+        return JobStreamingResponse(job, body(), media_type=formats.CONTENT_TYPES["wav"], headers=_headers("wav"))
+
+    job = server.pool.submit(synthesize_job(params, req.format, server.store, settings.max_reference_seconds),
+                             "invoke")
+    result = await _finished(request, job)
+    headers = {**_headers(req.format), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
+    if len(result.files) > 1:
+        return JSONResponse({"format": req.format, "sample_rate": result.sample_rate,
+                             "audios": [base64.b64encode(f).decode() for f in result.files]}, headers=headers)
+    return Response(result.files[0], media_type=formats.CONTENT_TYPES[req.format], headers=headers)
+
+
+@router.post("/v1/audio/speech", responses=AUDIO_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")
+async def speech(req: SpeechRequest, request: Request) -> Response:
+    """OpenAI ``audio.speech.create``: ``input`` spoken in ``voice`` (a saved voice id).
+
+    ``stream_format=audio`` streams wav/pcm/mp3 segment by segment (flac/opus arrive whole);
+    ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
+    and a final ``speech.audio.done``. ``model``, ``speed`` and ``instructions`` are ignored.
+    """
+    server = request.app.state.server
+    settings = server.settings
+    _check_text(req.input, settings.max_text_length, "input")
+    fmt = req.response_format
+    if fmt == "aac":
+        raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
+                         field="response_format")
+    reference_id = None
+    if req.voice is not None and (req.voice in server.store or req.voice.lower() not in OPENAI_VOICES):
+        reference_id = server.store.get(req.voice, field="voice").id
+    params = SynthesisParams(text=req.input, reference_id=reference_id, reference_field="voice",
+                             sampling={"max_new_tokens": settings.max_new_tokens})
+    sample_rate = server.sample_rate
+
+    if fmt in formats.STREAMABLE:
+        job = server.pool.submit(stream_job(params, fmt, server.store, settings.max_reference_seconds), "speech")
+        items, first = await _first_piece(request, job)
+        prefix = formats.wav_stream_header(sample_rate) if fmt == "wav" else b""
+        pieces = _pieces(request, items, first, job)
+    else:
+        job = server.pool.submit(synthesize_job(params, fmt, server.store, settings.max_reference_seconds),
+                                 "speech")
+        result = await _finished(request, job)
+        prefix = result.files[0]
+        pieces = _no_pieces()
+
+    if req.stream_format == "audio":
+        async def audio_body() -> AsyncIterator[bytes]:
+            if prefix:
+                yield prefix
+            async for piece in pieces:
+                yield piece.data
+
+        return JobStreamingResponse(job, audio_body(), media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
+
+    async def sse_body() -> AsyncIterator[bytes]:
+        tokens = 0
+        if prefix:
+            yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
+        async for piece in pieces:
+            tokens += piece.tokens
+            yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(piece.data).decode()})
+        error = getattr(request.state, "stream_error", None)
+        if error:
+            yield sse_event({"type": "error", "error": {"message": error}})
+            return
+        chars = len(req.input)
+        yield sse_event({"type": "speech.audio.done",
+                         "usage": {"input_tokens": chars, "output_tokens": tokens, "total_tokens": chars + tokens}})
+
+    return JobStreamingResponse(job, sse_body(), media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache"})
+
+
+async def _no_pieces() -> AsyncIterator[StreamPiece]:
+    return
+    yield  # pragma: no cover - makes this an async generator

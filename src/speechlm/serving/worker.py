@@ -1,0 +1,208 @@
+"""Model work off the event loop: worker threads, each owning one pipeline object, behind a bounded queue.
+
+A route submits a :class:`Job` (a function ``fn(tts, job)``); a worker thread runs it and posts the
+result — and, for streaming jobs, every chunk — back to the event loop. Admission is bounded: at most
+``workers + queue_size`` jobs are in flight, beyond that :meth:`WorkerPool.submit` raises
+:class:`ServerBusy` (429 with ``Retry-After``) at once instead of letting the client hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from typing import Any, AsyncIterator, Callable
+
+from speechlm.errors import SpeechLMError
+
+log = logging.getLogger(__name__)
+
+
+class ServerBusy(SpeechLMError):
+    """No capacity now; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int, status: int = 429):
+        super().__init__(message, "retry later", status=status)
+        self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+    """The client went away before or while its job ran."""
+
+
+class Job:
+    """One unit of model work and the channel its results come back on."""
+
+    def __init__(self, fn: Callable[[Any, "Job"], Any], loop: asyncio.AbstractEventLoop, name: str = "job"):
+        self.fn = fn
+        self.name = name
+        self.enqueued_at = time.monotonic()
+        self._loop = loop
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._stop = threading.Event()
+
+    # worker side
+    def should_stop(self) -> bool:
+        """Passed to the pipeline as ``should_stop``: true once the client is gone."""
+        return self._stop.is_set()
+
+    def emit(self, item: Any) -> None:
+        """Send one streamed item (e.g. an ``AudioChunk``) to the waiting route."""
+        self._post("item", item)
+
+    def _post(self, kind: str, value: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            pass
+
+    # event-loop side
+    def cancel(self) -> None:
+        self._stop.set()
+
+    async def result(self) -> Any:
+        """Wait for the job's return value (streamed items are dropped); re-raise its error."""
+        async for _ in self.items():
+            pass
+        return self._value
+
+    async def items(self) -> AsyncIterator[Any]:
+        """Yield streamed items as they arrive; the return value is left in ``self._value``."""
+        while True:
+            kind, value = await self._events.get()
+            if kind == "item":
+                yield value
+            elif kind == "done":
+                self._value = value
+                return
+            else:
+                raise value
+
+
+class WorkerPool:
+    """``workers`` threads, each with its own pipeline object, fed by one bounded queue.
+
+    Args:
+        tts_or_factory: a pipeline object (then one worker) or a zero-argument callable building one
+            per worker (so workers never share a model's caches).
+        workers: number of worker threads.
+        queue_size: jobs allowed to wait for a free worker.
+        queue_timeout_s: a job that waited longer than this is answered 503 instead of run.
+        warmup: callable ``warmup(tts)`` run once per worker before it takes jobs (None = none).
+    """
+
+    def __init__(self, tts_or_factory: Any, *, workers: int = 1, queue_size: int = 4,
+                 queue_timeout_s: float = 120.0, warmup: Callable[[Any], None] | None = None):
+        self._factory = tts_or_factory if _is_factory(tts_or_factory) else None
+        self._instance = None if self._factory else tts_or_factory
+        if self._instance is not None and workers > 1:
+            log.warning("workers=%d needs a pipeline factory (one model per worker); using 1 worker", workers)
+            workers = 1
+        self.workers = workers
+        self.queue_size = queue_size
+        self.queue_timeout_s = queue_timeout_s
+        self._warmup = warmup
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._busy = 0
+        self._ready = 0
+        self._error: str | None = None
+        self._avg_seconds = 2.0
+        self._threads: list[threading.Thread] = []
+        self._active: set[Job] = set()
+        self.primary: Any = None  # the first loaded pipeline (health, sample rate)
+
+    # lifecycle
+    def start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._run, args=(i,), name=f"speechlm-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            for job in self._active:
+                job.cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def state(self) -> str:
+        if self._ready:
+            return "ready"
+        return "failed" if self._error else "loading"
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"workers": self.workers, "ready_workers": self._ready, "busy": self._busy,
+                    "queued": max(0, self._in_flight - self._busy), "capacity": self.workers + self.queue_size}
+
+    # submission
+    def submit(self, fn: Callable[[Any, Job], Any], name: str = "job") -> Job:
+        """Queue ``fn(tts, job)``; raises :class:`ServerBusy` when loading, failed or full."""
+        if not self._ready:
+            if self._error:
+                raise ServerBusy(f"models failed to load: {self._error}", retry_after=60, status=503)
+            raise ServerBusy("models are still loading", retry_after=5, status=503)
+        job = Job(fn, asyncio.get_running_loop(), name)
+        with self._lock:
+            if self._in_flight >= self.workers + self.queue_size:
+                waiting = self._in_flight - self.workers + 1
+                retry = max(1, math.ceil(self._avg_seconds * waiting / self.workers))
+                raise ServerBusy(f"server busy: {self._in_flight} requests in progress or queued", retry)
+            self._in_flight += 1
+            self._active.add(job)
+        self._queue.put(job)
+        return job
+
+    # worker thread
+    def _run(self, index: int) -> None:
+        try:
+            tts = self._factory() if self._factory else self._instance
+            if self._warmup is not None:
+                self._warmup(tts)
+        except Exception as e:  # noqa: BLE001 - reported through health and 503s
+            log.error("worker %d could not load the models: %s", index, e)
+            self._error = str(e) or type(e).__name__
+            return
+        with self._lock:
+            if self.primary is None:
+                self.primary = tts
+            self._ready += 1
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._execute(tts, job)
+
+    def _execute(self, tts: Any, job: Job) -> None:
+        started = time.monotonic()
+        with self._lock:
+            self._busy += 1
+        try:
+            if job.should_stop():
+                raise Cancelled()
+            if started - job.enqueued_at > self.queue_timeout_s:
+                raise ServerBusy(f"request waited {started - job.enqueued_at:.0f}s in the queue",
+                                 retry_after=max(1, math.ceil(self._avg_seconds)), status=503)
+            job._post("done", job.fn(tts, job))
+        except BaseException as e:  # noqa: BLE001 - handed to the route, which maps it
+            job._post("error", e)
+        finally:
+            seconds = time.monotonic() - started
+            with self._lock:
+                self._busy -= 1
+                self._in_flight -= 1
+                self._active.discard(job)
+                self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * seconds
+
+
+def _is_factory(obj: Any) -> bool:
+    return callable(obj) and not hasattr(obj, "synthesize")
