@@ -106,6 +106,35 @@ class LinearSpectrogram(nn.Module):
         return torch.sqrt(spec.pow(2).sum(-1) + 1e-6)
 
 
+    def frames(self, y: Tensor, start: int, stop: int) -> Tensor:
+        """Frames ``[start, stop)`` of :meth:`forward`, computing only the samples they need.
+
+        Used to process long audio in windows: the result equals ``forward(y)[..., start:stop]``
+        (the reflect padding is applied only at the true ends of ``y``).
+
+        Args:
+            y: ``(B, N)`` or ``(B, 1, N)`` waveform.
+
+        Returns:
+            ``(B, n_fft // 2 + 1, stop - start)``.
+        """
+        if y.ndim == 3:
+            y = y.squeeze(1)
+        n = y.shape[-1]
+        left, right = self.padding
+        if n <= max(left, right):
+            raise AudioError(f"audio of {n} samples is too short for a spectrogram",
+                             f"pass at least {max(left, right) + 1} samples")
+        # positions in the padded signal -> positions in y, mirrored at both ends (no edge repeat)
+        idx = torch.arange(start * self.hop_length, (stop - 1) * self.hop_length + self.n_fft, device=y.device) - left
+        idx = idx.abs()
+        idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+        spec = torch.stft(y[:, idx], self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+                          window=self.window, center=False, normalized=False, onesided=True, return_complex=True)
+        spec = torch.view_as_real(spec)
+        return torch.sqrt(spec.pow(2).sum(-1) + 1e-6)
+
+
 class LogMelSpectrogram(nn.Module):
     """Natural-log slaney mel spectrogram over :class:`LinearSpectrogram`.
 
@@ -154,6 +183,10 @@ class LogMelSpectrogram(nn.Module):
     def apply_mel_scale(self, linear: Tensor) -> Tensor:
         """``(B, n_freqs, T)`` magnitudes -> ``(B, n_mels, T)`` mel magnitudes."""
         return torch.matmul(linear.transpose(-1, -2), self.fb).transpose(-1, -2)
+
+    def frames(self, x: Tensor, start: int, stop: int) -> Tensor:
+        """Log-mel frames ``[start, stop)`` of ``x`` (equal to ``forward(x)[..., start:stop]``)."""
+        return self.compress(self.apply_mel_scale(self.spectrogram.frames(x, start, stop)))
 
     def forward(self, x: Tensor, return_linear: bool = False, sample_rate: int | None = None):
         """Log-mel spectrogram.

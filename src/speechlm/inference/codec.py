@@ -1,0 +1,171 @@
+"""``VQGANCodec``: audio <-> semantic tokens (VQGAN) and tokens -> audio (VQGAN decoder + Firefly vocoder).
+
+Long inputs are processed in overlapping windows so memory is bounded by the window, not the file:
+
+* encode: windows of ``encode_window_frames`` mel frames (default 4096 ≈ 47.6 s), each computed from
+  just the samples it needs, with ``VQGAN.encode_context_frames`` extra frames per side (rounded up to
+  whole tokens; 34 for the tiny model, 98 + 20 for the official one);
+* decode: windows of ``decode_window_tokens`` tokens (default 1024 ≈ 47.6 s) with
+  ``ceil(VQGAN.decode_context_frames / 4)`` extra tokens per side; the decoder noise is drawn per
+  fixed block of frames from one seed (:func:`~speechlm.models.vqgan.vqgan.decoder_noise`), so each
+  window sees the one-pass noise;
+* vocoder: windows of ``vocoder_window_frames`` mel frames (default 512 ≈ 5.9 s) with
+  ``FireflyVocoder.receptive_frames`` extra frames per side.
+
+The context covers each network's full receptive field, so every kept value is computed from the
+same inputs as in a one-pass run: tokens are identical, mels and audio agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from speechlm.errors import AudioError, InputError
+from speechlm.models.vqgan.firefly import FireflyVocoder
+from speechlm.models.vqgan.loading import load_firefly, load_vqgan
+from speechlm.models.vqgan.vqgan import VQGAN
+
+
+class VQGANCodec:
+    """Encode / decode with one loaded VQGAN (and optionally the Firefly vocoder).
+
+    Args:
+        vqgan: the loaded network (eval mode).
+        vocoder: the loaded vocoder, needed by :meth:`decode` / :meth:`vocode`.
+        encode_window_frames, decode_window_tokens, vocoder_window_frames: window sizes (see module doc).
+    """
+
+    def __init__(self, vqgan: VQGAN, vocoder: FireflyVocoder | None = None, *, encode_window_frames: int = 4096,
+                 decode_window_tokens: int = 1024, vocoder_window_frames: int = 512):
+        self.vqgan = vqgan
+        self.vocoder = vocoder
+        self.sample_rate = int(vqgan.encode_mel_transform.sample_rate)
+        self.hop_length = int(vqgan.hop_length)
+        self.frames_per_token = int(vqgan.frames_per_token)
+        q = vqgan.quantizer
+        self.num_groups = q.n_groups * q.n_codebooks
+        self.codebook_size = q.residual_fsq.rvqs[0].layers[0].codebook_size
+        f = self.frames_per_token
+        self.encode_window_frames = max(f, encode_window_frames // f * f)
+        self.decode_window_tokens = max(1, decode_window_tokens)
+        self.vocoder_window_frames = max(1, vocoder_window_frames)
+        self.encode_context = math.ceil(vqgan.encode_context_frames / f) * f
+        self.decode_context_tokens = math.ceil(vqgan.decode_context_frames / f)
+        self.vocoder_context = vocoder.receptive_frames if vocoder is not None else 0
+
+    @classmethod
+    def from_config(cls, vqgan_cfg, vqgan_path: str | os.PathLike, firefly_cfg=None,
+                    firefly_path: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32, **windows) -> "VQGANCodec":
+        """Load ``model/vqgan`` from ``vqgan_path`` and, when given, ``model/firefly`` from ``firefly_path``."""
+        vqgan = load_vqgan(vqgan_cfg, vqgan_path, device, dtype)
+        vocoder = None
+        if firefly_path is not None:
+            if firefly_cfg is None:
+                raise InputError("a Firefly checkpoint was given without its model config", "pass model/firefly")
+            vocoder = load_firefly(firefly_cfg, firefly_path, device, dtype)
+        return cls(vqgan, vocoder, **windows)
+
+    @property
+    def device(self) -> torch.device:
+        return self.vqgan.quality_projection.weight.device
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input that yields one token."""
+        return self.hop_length * self.frames_per_token
+
+    @torch.inference_mode()
+    def encode(self, audio: Tensor | np.ndarray) -> Tensor:
+        """Mono audio -> code ids.
+
+        Args:
+            audio: ``(N,)`` float waveform at :attr:`sample_rate`, in [-1, 1].
+
+        Returns:
+            ``(num_groups, N // hop_length // frames_per_token)`` int64 on the CPU.
+        """
+        audio = torch.as_tensor(audio)
+        if audio.ndim != 1:
+            raise InputError(f"encode expects mono audio of shape (N,), got {tuple(audio.shape)}",
+                             "downmix to one channel first")
+        if audio.shape[0] < self.min_samples:
+            raise AudioError(f"audio of {audio.shape[0]} samples is shorter than one token",
+                             f"pass at least {self.min_samples} samples ({self.min_samples / self.sample_rate:.3f} s)")
+        x = audio.to(self.device, torch.float32)[None]  # (1, N)
+        f, total = self.frames_per_token, audio.shape[0] // self.hop_length
+        tokens, out = total // f, []
+        step = self.encode_window_frames
+        for a in range(0, tokens * f, step):
+            b = min(tokens * f, a + step)
+            lo, hi = max(0, a - self.encode_context), min(total, b + self.encode_context)
+            mel = self.vqgan.encode_mel_transform.frames(x, lo, hi)  # (1, n_mels, hi - lo)
+            codes = self.vqgan.encode_mel(mel)  # (1, G, (hi - lo) // f)
+            out.append(codes[0, :, (a - lo) // f:(b - lo) // f])
+        return torch.cat(out, dim=-1).long().cpu()
+
+    def _check_codes(self, codes) -> Tensor:
+        codes = torch.as_tensor(codes)
+        if codes.ndim != 2 or codes.shape[0] != self.num_groups or codes.shape[1] == 0:
+            raise InputError(f"codes must have shape ({self.num_groups}, T>0), got {tuple(codes.shape)}",
+                             "pass the (2, T) array written by task=encode / task=generate")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise InputError(f"codes must be integers, got {codes.dtype}", "pass an integer array")
+        if codes.min() < 0 or codes.max() >= self.codebook_size:
+            raise InputError(f"codes must lie in [0, {self.codebook_size}), got [{int(codes.min())}, "
+                             f"{int(codes.max())}]", "these are not codes of this VQGAN")
+        return codes.long().to(self.device)
+
+    @torch.inference_mode()
+    def decode_mel(self, codes, noise: Tensor | None = None, seed: int | None = None) -> Tensor:
+        """Code ids -> full-band log-mel.
+
+        Args:
+            codes: ``(num_groups, T)`` integer ids.
+            noise: optional ``(D, T * frames_per_token)`` decoder input (e.g. the golden noise).
+            seed: noise seed when ``noise`` is None; None draws one from torch's global RNG
+                (so ``seed_everything`` makes runs reproducible).
+
+        Returns:
+            ``(n_mels, T * frames_per_token)`` float32.
+        """
+        codes = self._check_codes(codes)
+        if noise is not None:
+            noise = torch.as_tensor(noise).reshape(-1, codes.shape[-1] * self.frames_per_token)
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        f, length, step, ctx = self.frames_per_token, codes.shape[-1], self.decode_window_tokens, self.decode_context_tokens
+        out = []
+        for a in range(0, length, step):
+            b = min(length, a + step)
+            lo, hi = max(0, a - ctx), min(length, b + ctx)
+            win_noise = None if noise is None else noise[None, :, lo * f:hi * f].to(self.device)
+            mel = self.vqgan.decode(codes[None, :, lo:hi], noise=win_noise, seed=seed, noise_offset=lo * f)
+            out.append(mel[0, :, (a - lo) * f:(b - lo) * f])
+        return torch.cat(out, dim=-1).float()
+
+    @torch.inference_mode()
+    def vocode(self, mel: Tensor) -> Tensor:
+        """Full-band log-mel ``(n_mels, M)`` -> waveform ``(M * hop_length,)`` float32 on the CPU."""
+        if self.vocoder is None:
+            raise InputError("this codec was loaded without the Firefly vocoder",
+                             "pass checkpoints.firefly (model/firefly) to decode to audio")
+        mel = mel.to(self.device)
+        dtype = self.vocoder.head.conv_pre.weight.dtype
+        hop, length, step, ctx = self.hop_length, mel.shape[-1], self.vocoder_window_frames, self.vocoder_context
+        out = []
+        for a in range(0, length, step):
+            b = min(length, a + step)
+            lo, hi = max(0, a - ctx), min(length, b + ctx)
+            wave = self.vocoder(mel[None, :, lo:hi].to(dtype))  # (1, 1, (hi - lo) * hop)
+            out.append(wave[0, 0, (a - lo) * hop:(b - lo) * hop].float().cpu())
+        return torch.cat(out)
+
+    def decode(self, codes, noise: Tensor | None = None, seed: int | None = None) -> Tensor:
+        """Code ids ``(num_groups, T)`` -> waveform ``(T * frames_per_token * hop_length,)`` float32 (CPU)."""
+        return self.vocode(self.decode_mel(codes, noise=noise, seed=seed))
