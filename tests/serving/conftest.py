@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -14,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 
 from speechlm.serving import ServeSettings, create_app
+from speechlm.serving.background import serve_in_thread
 
 # Small limits so every limit is cheap to hit; short generations so the suite stays fast.
 TEST_LIMITS = dict(max_text_length=200, max_reference_bytes=300_000, max_reference_seconds=3.0,
@@ -28,27 +26,9 @@ TEST_LIMITS = dict(max_text_length=200, max_reference_bytes=300_000, max_referen
 def running_server(tts, references_dir: Path, **overrides) -> Iterator[str]:
     """Serve ``create_app(tts, settings)`` on 127.0.0.1:<free port> in a thread; yields the base URL."""
     settings = ServeSettings(references_dir=str(references_dir), **{**TEST_LIMITS, **overrides})
-    app = create_app(tts, settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serve_in_thread(create_app(tts, settings)) as base:
         wait_ready(base)
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def wait_ready(base: str, timeout: float = 30.0, headers: dict | None = None) -> dict:

@@ -89,7 +89,7 @@ def test_unknown_route_and_method(client):
 def test_model_level_error_is_a_4xx(client):
     # Text that normalises to nothing speakable is refused by the pipeline itself: still a 4xx JSON body.
     r = client.post("/v1/invoke", json={"text": "\u200b"})
-    assert 400 <= r.status_code < 500, r.text
+    assert 400 <= r.status_code < 500, (r.status_code, r.headers.get("content-type"))
     assert r.json()["field"] == "text"
 
 

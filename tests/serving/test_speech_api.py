@@ -124,14 +124,34 @@ def test_openai_speech_sse_events(client):
     assert usage["output_tokens"] > 0 and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
-def test_openai_python_client_shape(server):
-    """What the OpenAI SDK sends (Bearer header, JSON body, default mp3) works unchanged."""
-    r = httpx.post(f"{server}/v1/audio/speech", headers={"Authorization": "Bearer sk-anything"},
-                   json={"model": "gpt-4o-mini-tts", "input": "Hi.", "voice": "coral", "speed": 1.0,
-                         "instructions": "cheerful"}, timeout=60)
-    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+def test_openai_python_client(server, client):
+    """The official OpenAI SDK works unchanged: built-in voice names, a saved voice, streaming, errors."""
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{server}/v1", api_key="sk-unused", max_retries=0)
+    r = oai.audio.speech.create(model="gpt-4o-mini-tts", voice="coral", input="Hello from the SDK.",
+                                instructions="cheerful", speed=1.0)  # default format: mp3
     audio, sr = decode(r.content)
     assert sr == SAMPLE_RATE and len(audio) > 0
+
+    with oai.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input=LONG_TEXT,
+                                                         response_format="pcm") as stream:
+        pcm = b"".join(stream.iter_bytes())
+    assert len(pcm_to_float(pcm)) > 0
+
+    upload = client.post("/v1/references", data={"id": "sdk-voice", "text": "a tone"},
+                         files={"audio": ("ref.wav", wav_bytes(0.7), "audio/wav")})
+    assert upload.status_code == 201
+    try:
+        r = oai.audio.speech.create(model="tts-1", voice={"id": "sdk-voice"}, input="Saved voice.",
+                                    response_format="wav")
+        assert len(decode(r.content)[0]) > 0
+    finally:
+        client.delete("/v1/references/sdk-voice")
+    with pytest.raises(openai.NotFoundError):
+        oai.audio.speech.create(model="tts-1", voice="sdk-voice", input="Gone.")
+    with pytest.raises(openai.BadRequestError):
+        oai.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="aac")
 
 
 def test_health_answers_while_generating(client, server):

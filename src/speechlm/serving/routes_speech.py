@@ -159,9 +159,9 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     if fmt == "aac":
         raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
                          field="response_format")
-    reference_id = None
-    if req.voice is not None and (req.voice in server.store or req.voice.lower() not in OPENAI_VOICES):
-        reference_id = server.store.get(req.voice, field="voice").id
+    reference_id, voice = None, req.voice_id
+    if voice is not None and (voice in server.store or voice.lower() not in OPENAI_VOICES):
+        reference_id = server.store.get(voice, field="voice").id
     params = SynthesisParams(text=req.input, reference_id=reference_id, reference_field="voice",
                              sampling={"max_new_tokens": settings.max_new_tokens})
     sample_rate = server.sample_rate

@@ -6,7 +6,7 @@ limits that depend on the server settings (text length, reference size) are chec
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +53,12 @@ class InvokeRequest(BaseModel):
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice object form: ``{"id": "<saved voice id>"}``."""
+
+    id: Annotated[str, Field(max_length=64)]
+
+
 class SpeechRequest(BaseModel):
     """Body of ``POST /v1/audio/speech`` (OpenAI-compatible; ``model``, ``speed``, ``instructions`` ignored)."""
 
@@ -61,8 +67,9 @@ class SpeechRequest(BaseModel):
 
     model: Optional[str] = Field(None, description="accepted and ignored (the server has one model)")
     input: str = Field(description="text to speak")
-    voice: Optional[Annotated[str, Field(max_length=64)]] = Field(
-        None, description="a saved voice id; OpenAI's built-in names (alloy, …) mean the default voice")
+    voice: Optional[Union[Annotated[str, Field(max_length=64)], VoiceRef]] = Field(
+        None, description="a saved voice id (or {\"id\": ...}); OpenAI's built-in names (alloy, …) mean the "
+                          "default voice unless saved under that name")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
         "mp3", description="aac is not supported (400); pcm is 16-bit little-endian mono at 44.1 kHz")
     stream_format: Literal["audio", "sse"] = Field(
@@ -74,3 +81,7 @@ class SpeechRequest(BaseModel):
     @classmethod
     def _input_not_blank(cls, value: str) -> str:
         return _not_blank(value)
+
+    @property
+    def voice_id(self) -> str | None:
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
