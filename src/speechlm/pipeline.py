@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from speechlm.checkpoints.registry import resolve_checkpoint
 from speechlm.errors import InputError, SpeechLMError, check_range
+from speechlm.inference.text2semantic import GenerationCancelled
 from speechlm.reference_cache import Reference, ReferenceCache, content_key, file_identity
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 
@@ -31,8 +32,7 @@ DECODERS = ("vits", "vqgan")
 FADE_SECONDS = 0.01  # fade at segment joins so concatenated segments do not click
 
 
-class Cancelled(Exception):
-    """Raised when ``should_stop()`` asks a running synthesis to stop (e.g. the client went away)."""
+Cancelled = GenerationCancelled  # raised when ``should_stop()`` asks a running synthesis to stop
 
 
 @dataclass
@@ -263,7 +263,7 @@ class TTS:
         for seg in self.generator.generate(text, prompt_texts=prompt_texts, prompt_tokens=prompt_tokens,
                                            speaker=speaker, should_stop=should_stop, **sampling):
             if should_stop is not None and should_stop():
-                raise Cancelled()
+                raise GenerationCancelled()
             codes = seg.codes
             with torch.inference_mode():
                 if codes.shape[-1] == 0:
