@@ -25,6 +25,7 @@ OK_REF = base64.b64encode(wav_bytes(0.5)).decode()
     ({"text": "hi", "chunk_length": 501}, 422, "chunk_length", ["500"]),
     ({"text": "hi", "chunk_length": 1.5}, 422, "chunk_length", ["integer"]),
     ({"text": "hi", "max_new_tokens": -1}, 422, "max_new_tokens", ["0"]),
+    ({"text": "hi", "max_new_tokens": 25}, 400, "max_new_tokens", ["limit of 24"]),
     ({"text": "hi", "seed": -3}, 422, "seed", ["0"]),
     ({"text": "hi", "format": "ogg"}, 422, "format", ["wav"]),
     ({"text": "hi", "num_samples": 0}, 422, "num_samples", ["1"]),

@@ -86,7 +86,7 @@ def _bodies(keys: list[str]):
         "format": st.sampled_from(["wav", "mp3", "flac", "ogg"]), "streaming": st.booleans(),
         "response_format": st.sampled_from(["mp3", "opus", "aac", "flac", "wav", "pcm", "x"]),
         "stream_format": st.sampled_from(["audio", "sse", "x"]), "voice": st.sampled_from(["alloy", "nobody", ".."]),
-        "max_new_tokens": st.integers(-2, 40), "num_samples": st.integers(-1, 3),
+        "max_new_tokens": st.integers(-2, 30), "num_samples": st.integers(-1, 3),
     }
     value = {k: plausible.get(k, JSON_VALUES) | JSON_VALUES for k in keys}
     return st.fixed_dictionaries({}, optional=value) | JSON_VALUES

@@ -106,6 +106,10 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
         raise InputError("streaming supports only format=wav", "set format=wav or streaming=false", field="format")
     if req.streaming and req.num_samples != 1:
         raise InputError("streaming returns one take", "set num_samples=1", field="num_samples")
+    cap = settings.max_new_tokens
+    if cap and req.max_new_tokens > cap:
+        raise InputError(f"max_new_tokens={req.max_new_tokens} is more than the limit of {cap}",
+                         f"ask for at most {cap} (0 = the server's default)", field="max_new_tokens")
     if req.reference_audio is not None and req.reference_id is not None:
         raise InputError("pass either reference_audio or reference_id, not both", field="reference_id")
     audio = None

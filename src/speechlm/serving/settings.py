@@ -30,7 +30,8 @@ class ServeSettings:
     max_body_bytes: int = 20_000_000       # whole request body
     max_num_samples: int = 4               # takes per /v1/invoke request
     max_voices: int = 1000                 # saved voices on disk
-    max_new_tokens: int = 0                # used when a request leaves max_new_tokens at 0 (0 = model context)
+    max_new_tokens: int = 0                # per segment: default when a request passes 0, and the most one may
+                                           # ask for (0 = no limit: up to the model's context)
     warmup: bool = True                    # run one short synthesis before accepting requests
     access_log: bool = True                # one line per request (latency, audio seconds, RTF)
 
