@@ -13,16 +13,17 @@ from speechlm.models.vits.weight_norm import weight_norm
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into ``(T / period, period)`` and runs 2-D convs along time."""
 
-    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3):
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3,
+                 channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)):
         super().__init__()
         self.period = period
         pad = ((kernel_size - 1) // 2, 0)
-        chans = [1, 32, 128, 512, 1024, 1024]
+        chans = [1, *channels]
         self.convs = nn.ModuleList(
             weight_norm(nn.Conv2d(cin, cout, (kernel_size, 1), (stride if i < 4 else 1, 1), padding=pad))
             for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:]))
         )
-        self.conv_post = weight_norm(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)))
+        self.conv_post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x: (B, 1, T) → logits (B, N) and the feature maps."""
@@ -44,15 +45,16 @@ class PeriodDiscriminator(nn.Module):
 class ScaleDiscriminator(nn.Module):
     """Grouped strided 1-D convs on the raw waveform."""
 
-    def __init__(self):
+    def __init__(self, channels: tuple[int, ...] = (16, 64, 256, 1024, 1024, 1024),
+                 groups: tuple[int, ...] = (1, 4, 16, 64, 256, 1)):
         super().__init__()
-        # (in, out, kernel, stride, groups, padding)
-        spec = [(1, 16, 15, 1, 1, 7), (16, 64, 41, 4, 4, 20), (64, 256, 41, 4, 16, 20),
-                (256, 1024, 41, 4, 64, 20), (1024, 1024, 41, 4, 256, 20), (1024, 1024, 5, 1, 1, 2)]
+        kernels, strides = (15, 41, 41, 41, 41, 5), (1, 4, 4, 4, 4, 1)
+        chans = [1, *channels]
         self.convs = nn.ModuleList(
-            weight_norm(nn.Conv1d(i, o, k, s, groups=g, padding=p)) for i, o, k, s, g, p in spec
+            weight_norm(nn.Conv1d(chans[i], chans[i + 1], k, s, groups=g, padding=(k - 1) // 2))
+            for i, (k, s, g) in enumerate(zip(kernels, strides, groups))
         )
-        self.conv_post = weight_norm(nn.Conv1d(1024, 1, 3, 1, padding=1))
+        self.conv_post = weight_norm(nn.Conv1d(chans[-1], 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x: (B, 1, T) → logits (B, N) and the feature maps."""
@@ -66,11 +68,20 @@ class ScaleDiscriminator(nn.Module):
 
 
 class EnsembledDiscriminator(nn.Module):
-    """MSD followed by one MPD per period (v1.1: 2, 3, 5, 7, 11)."""
+    """MSD followed by one MPD per period (v1.1: 2, 3, 5, 7, 11).
 
-    def __init__(self, periods: list[int] | tuple[int, ...] = (2, 3, 5, 7, 11)):
+    ``msd_channels``/``msd_groups``/``mpd_channels`` default to the v1.1 widths (smaller ones are for tests).
+    """
+
+    def __init__(self, periods: list[int] | tuple[int, ...] = (2, 3, 5, 7, 11),
+                 msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024, 1024),
+                 msd_groups: tuple[int, ...] = (1, 4, 16, 64, 256, 1),
+                 mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)):
         super().__init__()
-        self.discriminators = nn.ModuleList([ScaleDiscriminator()] + [PeriodDiscriminator(p) for p in periods])
+        self.discriminators = nn.ModuleList(
+            [ScaleDiscriminator(tuple(msd_channels), tuple(msd_groups))]
+            + [PeriodDiscriminator(p, channels=tuple(mpd_channels)) for p in periods]
+        )
 
     def forward(self, y: torch.Tensor, y_hat: torch.Tensor):
         """Real ``y`` and generated ``y_hat`` (B, 1, T) → (real logits, fake logits, real fmaps, fake fmaps)."""

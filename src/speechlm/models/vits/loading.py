@@ -113,7 +113,11 @@ def load_vits(cfg: DictConfig | Mapping, path: str | os.PathLike, device: str | 
     if not has_encoder:
         _drop_encode_only(model)
         sd = {k: v for k, v in sd.items() if not _ENCODE_ONLY.search(k)}
-    load_strict(model, sd, expected_kind="vits", config_name=config_name, path=path)
+    try:
+        load_strict(model, sd, expected_kind="vits", config_name=config_name, path=path)
+    except CheckpointError as e:
+        raise CheckpointError(e.message, "choose the model/vits preset that matches this checkpoint "
+                              "(vits_decoder_v1_1 for vits_decoder_v1.1.ckpt)") from None
     _rebuild_buffers(model)
     model.to(device=device, dtype=dtype)
     _freeze(model)
