@@ -22,23 +22,26 @@ DecodeStep = Callable[..., Tensor]
 
 
 def decode_one_dual_ar(model: DualARTransformer, x: Tensor, input_pos: Tensor, previous: Tensor | None,
-                       temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor) -> Tensor:
+                       temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor,
+                       kv_len: int | None = None) -> Tensor:
     """One slow step + NC fast steps.
 
     Args:
         x: (1, 1 + NC, S) grid columns at positions ``input_pos`` (S,).
         previous: (1 + NC, W) penalty window (row k+1 for codebook k), or None (prefill).
+        kv_len: last position + 1 (eager: attend to the filled part of the cache only); None = static shapes.
 
     Returns:
         (1 + NC, 1) sampled column.
     """
-    slow = model.forward_generate(x, input_pos)
+    slow = model.forward_generate(x, input_pos, kv_len)
     out = [sample(slow.token_logits[0, -1], None, temperature, top_p, repetition_penalty)]
     h = slow.hidden_states
-    model.reset_fast_caches()
+    if kv_len is None:
+        model.reset_fast_caches()  # static shapes attend over the whole (masked) fast cache
     for cb in range(model.config.num_codebooks):
         pos = torch.tensor([cb], device=h.device, dtype=torch.long)
-        logits = model.forward_generate_fast(h, pos)
+        logits = model.forward_generate_fast(h, pos, None if kv_len is None else cb + 1)
         a = sample(logits[0, -1], None if previous is None else previous[cb + 1], temperature, top_p,
                    repetition_penalty)
         h = model.fast_embeddings(a)  # the sampled text token is not fed to the fast transformer
@@ -47,9 +50,10 @@ def decode_one_dual_ar(model: DualARTransformer, x: Tensor, input_pos: Tensor, p
 
 
 def decode_one_naive(model: BaseTransformer, x: Tensor, input_pos: Tensor, previous: Tensor | None,
-                     temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor) -> Tensor:
+                     temperature: Tensor, top_p: Tensor, repetition_penalty: Tensor,
+                     kv_len: int | None = None) -> Tensor:
     """Like :func:`decode_one_dual_ar` for :class:`NaiveTransformer` (all codebooks from one head)."""
-    r = model.forward_generate(x, input_pos)
+    r = model.forward_generate(x, input_pos, kv_len)
     out = [sample(r.token_logits[0, -1], None, temperature, top_p, repetition_penalty)]
     for cb in range(model.config.num_codebooks):
         out.append(sample(r.codebook_logits[0, -1, cb], None if previous is None else previous[cb + 1],
@@ -61,6 +65,19 @@ def default_decode_step(model: BaseTransformer) -> DecodeStep:
     return decode_one_dual_ar if isinstance(model, DualARTransformer) else decode_one_naive
 
 
+def compiled_decode_step(model: BaseTransformer) -> DecodeStep:
+    """``torch.compile`` of the per-token step with static shapes (whole cache, masked).
+
+    Sampling parameters and positions are tensors, so new values never recompile; ``kv_len`` is dropped.
+    """
+    fn = torch.compile(default_decode_step(model), dynamic=False)
+
+    def step(model, x, input_pos, previous, temperature, top_p, repetition_penalty, kv_len=None):
+        return fn(model, x, input_pos, previous, temperature, top_p, repetition_penalty)
+
+    return step
+
+
 def _is_stop(col: Tensor, eos_id: int, im_end_id: int) -> bool:
     t = int(col[0, 0])
     return t == eos_id or t == im_end_id or bool((col[1:, 0] == CODEBOOK_EOS).any())
@@ -70,11 +87,12 @@ def _is_stop(col: Tensor, eos_id: int, im_end_id: int) -> bool:
 def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int, *, temperature: Tensor,
                      top_p: Tensor, repetition_penalty: Tensor, eos_id: int, im_end_id: int,
                      decode_step: DecodeStep | None = None,
-                     on_column: Callable[[int], None] | None = None) -> Tensor:
+                     on_column: Callable[[int], None] | None = None, ignore_stop: bool = False) -> Tensor:
     """Continue ``prompt`` (1 + NC, T) until a stop column or the token budget.
 
     ``max_new_tokens = 0`` means up to ``max_seq_len``; the budget is clamped to ``max_seq_len - T``.
     ``on_column(i)`` is called after every column (progress, cancellation: it may raise).
+    ``ignore_stop`` generates the whole budget (benchmarks).
 
     Returns:
         (1 + NC, N) int64 generated columns, the stop column included.
@@ -91,7 +109,7 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
     sampling = dict(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty)
 
     first = default_decode_step(model)(model, prompt.view(1, nc1, t), torch.arange(t, device=device), None,
-                                       **sampling)
+                                       kv_len=t, **sampling)
     columns = [first]
     if on_column is not None:
         on_column(0)
@@ -100,12 +118,12 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
     cur = first
     for i in range(budget - 1):
         window = repetition_window(history, i)
-        cur = step(model, cur.view(1, nc1, 1), input_pos, window, **sampling)
+        cur = step(model, cur.view(1, nc1, 1), input_pos, window, kv_len=t + i + 1, **sampling)
         input_pos += 1
         history[:, i: i + 1] = cur
         columns.append(cur)
         if on_column is not None:
             on_column(i + 1)
-        if _is_stop(cur, eos_id, im_end_id):
+        if not ignore_stop and _is_stop(cur, eos_id, im_end_id):
             break
     return torch.cat(columns, dim=1)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.inference.decode import default_decode_step, generate_columns
+from speechlm.inference.decode import compiled_decode_step, default_decode_step, generate_columns
 from speechlm.models.text2semantic.llama import BaseTransformer
 from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
@@ -94,9 +94,8 @@ class SemanticGenerator:
         self.device = model.embeddings.weight.device
         self.num_codebooks = model.config.num_codebooks
         self.max_code = model.config.codebook_size - CODE_OFFSET
-        step = default_decode_step(model)
         # Only the per-token step is compiled; prefill (variable length) stays eager.
-        self.decode_step = torch.compile(step, dynamic=False) if compile else step
+        self.decode_step = compiled_decode_step(model) if compile else default_decode_step(model)
 
     @classmethod
     def from_config(cls, model_cfg, checkpoint_path, *, device="cpu", dtype=torch.float32,

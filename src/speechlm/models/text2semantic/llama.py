@@ -93,8 +93,11 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None = None) -> Tensor:
-        """x: (B, T, dim); rope: (T, D/2, 2); mask: bool, True = may attend, broadcast to (B, H, T, S)."""
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None = None,
+                kv_len: int | None = None) -> Tensor:
+        """x: (B, T, dim); rope: (T, D/2, 2); mask: bool, True = may attend, broadcast to (B, H, T, S)
+        (None = attend to everything). With a KV cache, ``kv_len`` limits attention to the first
+        ``kv_len`` cached positions (eager decoding: no work on the unused part of the cache)."""
         b, t, _ = x.shape
         kv = self.n_local_heads * self.head_dim
         q, k, v = self.wqkv(x).split([self.dim, kv, kv], dim=-1)
@@ -103,6 +106,8 @@ class Attention(nn.Module):
         v = v.view(b, t, self.n_local_heads, self.head_dim).transpose(1, 2)
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
+            if kv_len is not None:
+                k, v = k[:, :, :kv_len], v[:, :, :kv_len]
         if self.n_head != self.n_local_heads:
             k = k.repeat_interleave(self.n_head // self.n_local_heads, dim=1)
             v = v.repeat_interleave(self.n_head // self.n_local_heads, dim=1)
@@ -132,19 +137,30 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None = None) -> Tensor:
-        h = x + self.attention(self.attention_norm(x), rope, mask, input_pos)
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None = None,
+                kv_len: int | None = None) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, mask, input_pos, kv_len)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
-def _run_layers(layers: nn.ModuleList, x: Tensor, rope: Tensor, mask: Tensor, input_pos: Tensor | None,
-                grad_ckpt: bool) -> Tensor:
+def _run_layers(layers: nn.ModuleList, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None,
+                grad_ckpt: bool, kv_len: int | None = None) -> Tensor:
     for layer in layers:
         if grad_ckpt:
             x = checkpoint(layer, x, rope, mask, input_pos, use_reentrant=False)
         else:
-            x = layer(x, rope, mask, input_pos)
+            x = layer(x, rope, mask, input_pos, kv_len)
     return x
+
+
+def _decode_mask(causal: Tensor, input_pos: Tensor, width: int, kv_len: int | None) -> Tensor | None:
+    """Attention mask of a cached step: rows ``input_pos`` of the causal mask over ``width`` keys.
+
+    A single query at the last of ``kv_len`` keys sees all of them: no mask at all.
+    """
+    if kv_len is not None and input_pos.numel() == 1:
+        return None
+    return causal[None, None, input_pos, :width]
 
 
 class BaseTransformer(nn.Module):
@@ -209,13 +225,17 @@ class BaseTransformer(nn.Module):
         x = _run_layers(self.layers, x, self.freqs_cis[:t], mask, None, grad_ckpt)
         return TransformerOutput(self.output(self.norm(x)), None, x)
 
-    def forward_generate_slow(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
-        """Cached slow step over ``x`` (B, 1 + NC, S) at positions ``input_pos`` (S,); last position only."""
+    def forward_generate_slow(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
+        """Cached slow step over ``x`` (B, 1 + NC, S) at positions ``input_pos`` (S,); last position only.
+
+        ``kv_len`` (eager only) = last position + 1: attend to that many cached positions, not the whole
+        cache; the static-shape form (``None``, masked full cache) is the one to compile.
+        """
         if self.cache_len < 0:
             raise RuntimeError("call setup_caches() before generating")
         h = self.embed(x)
-        mask = self.causal_mask[None, None, input_pos, : self.cache_len]
-        h = _run_layers(self.layers, h, self.freqs_cis[input_pos], mask, input_pos, False)
+        mask = _decode_mask(self.causal_mask, input_pos, self.cache_len if kv_len is None else kv_len, kv_len)
+        h = _run_layers(self.layers, h, self.freqs_cis[input_pos], mask, input_pos, False, kv_len)
         h = h[:, -1:]
         return TransformerOutput(self.output(self.norm(h)), None, h)
 
@@ -236,8 +256,8 @@ class NaiveTransformer(BaseTransformer):
     def forward(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
         return self._heads(self.forward_slow(inp, key_padding_mask))
 
-    def forward_generate(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
-        return self._heads(self.forward_generate_slow(x, input_pos))
+    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
+        return self._heads(self.forward_generate_slow(x, input_pos, kv_len))
 
 
 class DualARTransformer(BaseTransformer):
@@ -281,15 +301,19 @@ class DualARTransformer(BaseTransformer):
         slow.codebook_logits = full.view(b, t, nc, -1)
         return slow
 
-    def forward_generate(self, x: Tensor, input_pos: Tensor) -> TransformerOutput:
+    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
         """Cached slow step (see :meth:`forward_generate_slow`); codebooks come from :meth:`forward_generate_fast`."""
-        return self.forward_generate_slow(x, input_pos)
+        return self.forward_generate_slow(x, input_pos, kv_len)
 
-    def forward_generate_fast(self, x: Tensor, input_pos: Tensor) -> Tensor:
-        """One fast step: x (dim,) or (1, 1, dim) at codebook position ``input_pos`` (1,) → logits (1, 1, cb)."""
+    def forward_generate_fast(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
+        """One fast step: x (dim,) or (1, 1, dim) at codebook position ``input_pos`` (1,) → logits (1, 1, cb).
+
+        ``kv_len`` (eager only) = codebook index + 1, as in :meth:`forward_generate_slow`.
+        """
         x = x.view(1, 1, -1)
-        mask = self.causal_mask[None, None, input_pos, : self.config.num_codebooks]
-        x = _run_layers(self.fast_layers, x, self.freqs_cis[input_pos], mask, input_pos, False)
+        nc = self.config.num_codebooks
+        mask = _decode_mask(self.causal_mask, input_pos, nc if kv_len is None else kv_len, kv_len)
+        x = _run_layers(self.fast_layers, x, self.freqs_cis[input_pos], mask, input_pos, False, kv_len)
         return self.fast_output(self.fast_norm(x))
 
     def reset_fast_caches(self) -> None:

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Text-to-semantic decode / prefill speed on CPU against the machine's own bounds (random weights).
+
+Decoding one column at batch 1 reads every weight once (the fast transformer once per codebook), so
+its bound is ``bytes read per token / memory bandwidth``; the bandwidth is measured in the same run
+with an fp32 matrix-vector product over the same number of bytes. Prefill (a ~10 s reference prompt
+plus text) is compared with the FLOP/s of a large fp32 matrix multiply.
+
+    .venv/bin/python benchmarks/generate.py --preset dual_ar_2_codebook_small
+    .venv/bin/python benchmarks/generate.py --preset dual_ar_2_codebook_medium --dtypes fp32,bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from speechlm.inference.decode import compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
+from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset  # noqa: E402
+from speechlm.text.prompt import encode_prompt  # noqa: E402
+from speechlm.text.tokenizer import build_tokenizer  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the forest "
+        "where nobody can find it again.")
+
+
+def random_model(preset: str, dtype: torch.dtype, max_seq_len: int):
+    model = build_text2semantic(compose_preset(preset, [f"config.max_seq_len={max_seq_len}"]), "meta")
+    model = model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn(p.shape, generator=g) * 0.02)
+    model.rebuild_buffers("cpu")
+    return model.to(dtype).eval()
+
+
+def bytes_per_token(model) -> int:
+    """Weights read to produce one column: slow stack + head once, fast stack + head once per codebook."""
+    size = model.embeddings.weight.element_size()
+    slow = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("fast_") and n != "embeddings.weight")
+    fast = sum(p.numel() for n, p in model.named_parameters() if n.startswith("fast_") and n != "fast_embeddings.weight")
+    return (slow + model.config.num_codebooks * fast) * size
+
+
+def best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bandwidth(nbytes: int, repeats: int = 7) -> float:
+    """Bytes/s of an fp32 matrix-vector product reading ``nbytes`` of matrix."""
+    cols = 4096
+    rows = max(nbytes // (4 * cols), 1)
+    w, x = torch.randn(rows, cols), torch.randn(cols)
+    torch.mv(w, x)
+    return rows * cols * 4 / best_time(lambda: torch.mv(w, x), repeats)
+
+
+def matmul_flops(n: int = 4096, repeats: int = 3) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / best_time(lambda: a @ b, repeats)
+
+
+def prompt_grid(model, frames: int) -> torch.Tensor:
+    tok = build_tokenizer()
+    nc, top = model.config.num_codebooks, model.config.codebook_size - 2
+    ref = torch.randint(0, top, (nc, frames), generator=torch.Generator().manual_seed(1))
+    a = encode_prompt(tok, TEXT, bos=True, prompt_tokens=ref, num_codebooks=nc)
+    b = encode_prompt(tok, TEXT, bos=False, num_codebooks=nc)
+    return torch.cat([a, b], dim=1)
+
+
+def measure_decode(model, prompt, tokens: int, step, repeats: int) -> float:
+    """Decode tokens/s (prefill excluded): time of N + 1 columns minus time of 1 column."""
+    p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=0.7, repetition_penalty=1.5).items()}
+    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, **p)
+    one = best_time(lambda: generate_columns(model, prompt, 1, **kw), repeats)
+    full = best_time(lambda: generate_columns(model, prompt, tokens + 1, **kw), repeats)
+    return tokens / max(full - one, 1e-9)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="dual_ar_2_codebook_small")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--prompt-frames", type=int, default=215, help="reference codes (~21.5 frames per second)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    flops_bound = matmul_flops()
+    for name in args.dtypes.split(","):
+        if name == "bf16" and not torch.backends.mkldnn.is_available():
+            continue
+        dtype = DTYPES[name]
+        model = random_model(args.preset, dtype, max_seq_len=2048)
+        prompt = prompt_grid(model, args.prompt_frames)
+        t = prompt.size(1)
+        nbytes = bytes_per_token(model)
+        bw = bandwidth(nbytes)
+        bound = bw / nbytes
+        # prefill: one cached forward over the whole prompt
+        model.setup_caches(1, t + args.tokens + 2)
+        with torch.inference_mode():
+            pre = best_time(lambda: model.forward_generate(prompt[None], torch.arange(t)), args.repeats)
+        slow_params = sum(p.numel() for n, p in model.named_parameters()
+                          if not n.startswith("fast_") and n != "embeddings.weight")
+        pre_flops = 2 * slow_params * t / pre
+        row = dict(preset=args.preset, dtype=name, threads=torch.get_num_threads(), bytes_per_token=nbytes,
+                   bandwidth_GBps=bw / 1e9, bound_tok_s=bound, prompt_tokens=t, prefill_s=pre,
+                   prefill_GFLOPs=pre_flops / 1e9, matmul_GFLOPs=flops_bound / 1e9,
+                   prefill_frac=pre_flops / flops_bound if name == "fp32" else None)
+        modes = [("eager", default_decode_step(model))]
+        if not args.no_compile:
+            modes.append(("compiled", compiled_decode_step(model)))
+        for mode, step in modes:
+            if mode == "compiled":
+                t0 = time.perf_counter()
+                measure_decode(model, prompt, 2, step, 1)
+                row["compile_s"] = time.perf_counter() - t0
+            tps = measure_decode(model, prompt, args.tokens, step, args.repeats)
+            row[f"{mode}_tok_s"] = tps
+            row[f"{mode}_frac"] = tps / bound
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    print("| preset | dtype | threads | MB/token | GB/s (matvec) | bound tok/s | eager tok/s | eager % | "
+          "compiled tok/s | compiled % | prefill T | prefill s | prefill GFLOP/s | matmul GFLOP/s | prefill % |")
+    print("|" + "---|" * 15)
+    for r in rows:
+        def f(k, fmt="{:.1f}"):
+            return fmt.format(r[k]) if r.get(k) is not None else "-"
+        pct = (lambda k: f"{100 * r[k]:.0f}%" if r.get(k) is not None else "-")
+        print(f"| {r['preset']} | {r['dtype']} | {r['threads']} | {r['bytes_per_token'] / 1e6:.0f} | {f('bandwidth_GBps')} "
+              f"| {f('bound_tok_s')} | {f('eager_tok_s')} | {pct('eager_frac')} | {f('compiled_tok_s')} | "
+              f"{pct('compiled_frac')} | {r['prompt_tokens']} | {f('prefill_s', '{:.3f}')} | {f('prefill_GFLOPs')} | "
+              f"{f('matmul_GFLOPs')} | {pct('prefill_frac')} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
