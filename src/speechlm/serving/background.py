@@ -14,10 +14,12 @@ from fastapi import FastAPI
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", startup_timeout: float = 60.0) -> Iterator[str]:
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", startup_timeout: float = 60.0,
+                    wait_for_models: bool = True) -> Iterator[str]:
     """Serve ``app`` with uvicorn on ``host:<free port>`` in a daemon thread; yields the base URL.
 
-    Waits until ``/v1/health`` reports the models loaded; stops the server on exit.
+    Waits until the server accepts connections and (``wait_for_models``) ``/v1/health`` reports the
+    models loaded; stops the server on exit.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -29,6 +31,8 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", startup_timeout: floa
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
+            if server.started and not wait_for_models:
+                break
             if server.started:
                 status = httpx.get(f"{base}/v1/health", timeout=5).json()["status"]
                 if status == "ok":

@@ -14,10 +14,11 @@ from email.message import Message
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speechlm.errors import SpeechLMError
+from speechlm.serving.worker import Cancelled
 
 log = logging.getLogger("speechlm.serving")
 
@@ -90,6 +91,11 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return error_response(exc.status_code, detail, field, getattr(exc, "headers", None))
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody reads this answer; 499 ("client closed request") keeps the access log honest.
+    return Response(status_code=499)
+
+
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, f"internal server error ({type(exc).__name__})")
@@ -99,4 +105,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SpeechLMError, speechlm_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Cancelled, client_gone)
     app.add_exception_handler(Exception, internal_error)

@@ -175,12 +175,14 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
         items, first = await _first_piece(request, job)
         prefix = formats.wav_stream_header(sample_rate) if fmt == "wav" else b""
         pieces = _pieces(request, items, first, job)
+        whole_tokens = 0
     else:
         job = server.pool.submit(synthesize_job(params, fmt, server.store, settings.max_reference_seconds),
                                  "speech")
         result = await _finished(request, job)
         prefix = result.files[0]
         pieces = _no_pieces()
+        whole_tokens = result.tokens
 
     if req.stream_format == "audio":
         async def audio_body() -> AsyncIterator[bytes]:
@@ -192,7 +194,7 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
         return JobStreamingResponse(job, audio_body(), media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
 
     async def sse_body() -> AsyncIterator[bytes]:
-        tokens = 0
+        tokens = whole_tokens
         if prefix:
             yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
         async for piece in pieces:
