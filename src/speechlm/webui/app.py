@@ -15,6 +15,7 @@ from speechlm.webui.handlers import MAX_TAKES, UPLOADED, Handlers, Request
 
 log = logging.getLogger(__name__)
 
+MAX_UPLOAD = "50mb"  # reference clips; the pipeline then enforces max_reference_seconds
 # System fonts only: the default theme would fetch Google Fonts, and the UI must work offline.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
                        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
@@ -146,10 +147,10 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
         voice.change(handlers.select_voice, voice, [use_reference, reference_text], show_progress="hidden")
         refresh.click(handlers.refresh_voices, None, voice, show_progress="hidden")
         app.load(handlers.refresh_voices, None, voice, show_progress="hidden")
-        generate.click(on_generate, [*controls, num_takes], take_outputs,
+        generate.click(on_generate, [*controls, num_takes], take_outputs, show_progress_on=players[0],
                        concurrency_id="tts", concurrency_limit=1)
         generate_stream.click(on_generate_stream, controls, [stream_audio, *take_outputs],
-                              concurrency_id="tts", concurrency_limit=1)
+                              show_progress_on=stream_audio, concurrency_id="tts", concurrency_limit=1)
         stop.click(handlers.stop, None, None, queue=False, show_progress="hidden")
     app.handlers = handlers  # for tests and embedding
     return app
@@ -160,4 +161,5 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
     """Serve ``app`` (blocking unless ``block=False``); returns Gradio's (app, local_url, share_url)."""
     return app.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, theme=THEME, css=CSS,
-        ssr_mode=False, mcp_server=False, footer_links=[], quiet=not block, inbrowser=False)
+        ssr_mode=False, mcp_server=False, footer_links=[], quiet=not block, inbrowser=False,
+        max_file_size=MAX_UPLOAD)
