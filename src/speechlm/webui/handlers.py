@@ -113,9 +113,8 @@ class Handlers:
         return choices
 
     def refresh_voices(self):
-        """Reload the store's voices into the dropdown (keeps the selection when it still exists)."""
-        choices = self.voice_choices()
-        return gr.update(choices=choices)
+        """Reload the store's voices into the dropdown."""
+        return gr.update(choices=self.voice_choices())
 
     def select_voice(self, voice_id: str | None):
         """Picking a saved voice turns the reference on and shows its transcript."""
@@ -169,8 +168,20 @@ class Handlers:
         with self._counter_lock:
             self._counter += 1
             n = self._counter
+        if n % 50 == 0:
+            self._prune()
         base = self.output_dir / f"{n:04d}_{stem}"
         return base.with_suffix(".wav"), base.with_suffix(".png")
+
+    def _prune(self, max_age_s: float = 3600.0) -> None:
+        """Delete our files older than an hour (Gradio serves its own copies, cleaned by ``delete_cache``)."""
+        cutoff = time.time() - max_age_s
+        for f in self.output_dir.glob("*_take*.*"):
+            try:
+                if f.stat().st_mtime < cutoff:
+                    f.unlink()
+            except OSError:
+                pass
 
     def _write_take(self, audio: np.ndarray, sample_rate: int, index: int) -> tuple[str, str]:
         wav_path, png_path = self._files(f"take{index + 1}")
@@ -237,7 +248,8 @@ class Handlers:
             if progress is not None:
                 progress((chunk.index + 1) / max(chunk.num_segments, 1),
                          desc=f"segment {chunk.index + 1}/{chunk.num_segments}")
-            status = f"Streaming… segment {chunk.index + 1} of {chunk.num_segments} (first audio after {first_audio:.2f} s)"
+            status = (f"Streaming… segment {chunk.index + 1} of {chunk.num_segments} "
+                      f"(first audio after {first_audio:.2f} s)")
             takes = [*panels, *cleared, *cleared] if chunk.index == 0 else [gr.skip()] * (3 * MAX_TAKES)
             yield [wav_bytes(chunk.audio, sample_rate), *takes, status]
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
