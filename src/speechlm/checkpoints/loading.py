@@ -157,6 +157,7 @@ def load_strict(
     config_name: str,
     path: str | os.PathLike = "checkpoint",
     assign: bool = True,
+    hint: str | None = None,
 ) -> torch.nn.Module:
     """Load ``sd`` into ``model`` with every key and shape checked.
 
@@ -166,6 +167,7 @@ def load_strict(
         expected_kind: ``text2semantic`` | ``vqgan`` | ``firefly`` | ``vits`` (for the wrong-file message).
         config_name: the config the model was built from (named in errors).
         path: where the state dict came from (named in errors).
+        hint: what to do on a key/shape mismatch (default: a text2semantic preset example).
 
     Raises:
         CheckpointError: wrong kind of file, or keys/shapes that do not match the config.
@@ -187,14 +189,14 @@ def load_strict(
             parts.append(f"unexpected {len(unexpected)} keys ({_fmt_keys(unexpected)})")
         raise CheckpointError(
             f"'{path}' does not match config '{config_name}': " + "; ".join(parts),
-            "choose the model config that matches this checkpoint (e.g. model/text2semantic=dual_ar_2_codebook_medium)",
+            hint or "choose the model config that matches this checkpoint (e.g. model/text2semantic=dual_ar_2_codebook_medium)",
         )
     bad = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
     if bad:
         desc = ", ".join(f"{k} {a} vs {b}" for k, a, b in bad[:4]) + (f", … (+{len(bad) - 4} more)" if len(bad) > 4 else "")
         raise CheckpointError(
             f"'{path}' has tensors whose shapes do not match config '{config_name}' (file vs config: {desc})",
-            "choose the model config that matches this checkpoint",
+            hint or "choose the model config that matches this checkpoint",
         )
     model.load_state_dict(dict(sd), strict=True, assign=assign)
     return model

@@ -162,7 +162,7 @@ class VQGANCodec:
         for a in range(0, length, step):
             b = min(length, a + step)
             lo, hi = max(0, a - ctx), min(length, b + ctx)
-            wave = self.vocoder(mel[None, :, lo:hi].to(dtype))  # (1, 1, (hi - lo) * hop)
+            wave = self.vocoder(mel[None, :, lo:hi].to(dtype).contiguous())  # (1, 1, (hi - lo) * hop)
             out.append(wave[0, 0, (a - lo) * hop:(b - lo) * hop].float().cpu())
         return torch.cat(out)
 

@@ -70,11 +70,8 @@ def _build(cfg: DictConfig | Mapping):
         return instantiate(cfg)
 
 
-def _config_name(cfg) -> str:
-    try:
-        return str(cfg["_target_"]).rsplit(".", 1)[-1] + " config"
-    except (KeyError, TypeError):
-        return "the model config"
+def _hint(area: str, official: str) -> str:
+    return f"choose the model/{area} preset that matches this checkpoint (model/{area}={official} for the official file)"
 
 
 def load_vqgan(cfg: DictConfig | Mapping, path: str | os.PathLike, device: torch.device | str = "cpu",
@@ -90,7 +87,8 @@ def load_vqgan(cfg: DictConfig | Mapping, path: str | os.PathLike, device: torch
     if not isinstance(model, VQGAN):
         raise CheckpointError(f"model config builds {type(model).__name__}, not VQGAN", "use model/vqgan=<preset>")
     sd = vqgan_state_dict(read_checkpoint(path, "VQGAN checkpoint"), path)
-    load_strict(model, sd, expected_kind="vqgan", config_name=_config_name(cfg), path=path)
+    load_strict(model, sd, expected_kind="vqgan", config_name="model/vqgan", path=path,
+                hint=_hint("vqgan", "group_fsq_2x1024"))
     model.reset_buffers("cpu")
     model.to(device=device, dtype=dtype)
     model.encode_mel_transform.float()
@@ -110,6 +108,7 @@ def load_firefly(cfg: DictConfig | Mapping, path: str | os.PathLike, device: tor
         raise CheckpointError(f"model config builds {type(model).__name__}, not FireflyVocoder",
                               "use model/firefly=<preset>")
     sd = firefly_state_dict(read_checkpoint(path, "Firefly checkpoint"), path)
-    load_strict(model, sd, expected_kind="firefly", config_name=_config_name(cfg), path=path)
+    load_strict(model, sd, expected_kind="firefly", config_name="model/firefly", path=path,
+                hint=_hint("firefly", "firefly_gan_base"))
     model.to(device=device, dtype=dtype)
     return model.eval().requires_grad_(False)
