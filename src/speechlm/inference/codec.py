@@ -3,14 +3,14 @@
 Long inputs are processed in overlapping windows so memory is bounded by the window, not the file:
 
 * encode: windows of ``encode_window_frames`` mel frames (default 4096 ≈ 47.6 s), each computed from
-  just the samples it needs, with ``VQGAN.encode_context_frames`` extra frames per side (rounded up to
-  whole tokens; 34 for the tiny model, 98 + 20 for the official one);
+  just the samples it needs, with ``VQGAN.encode_context_frames`` extra frames per side, rounded up to
+  whole tokens (official model: 103 -> 104 frames; tiny: 34 -> 36);
 * decode: windows of ``decode_window_tokens`` tokens (default 1024 ≈ 47.6 s) with
-  ``ceil(VQGAN.decode_context_frames / 4)`` extra tokens per side; the decoder noise is drawn per
-  fixed block of frames from one seed (:func:`~speechlm.models.vqgan.vqgan.decoder_noise`), so each
-  window sees the one-pass noise;
-* vocoder: windows of ``vocoder_window_frames`` mel frames (default 512 ≈ 5.9 s) with
-  ``FireflyVocoder.receptive_frames`` extra frames per side.
+  ``ceil(VQGAN.decode_context_frames / 4)`` extra tokens per side (official: 26; tiny: 9); the decoder
+  noise is drawn per fixed block of frames from one seed
+  (:func:`~speechlm.models.vqgan.vqgan.decoder_noise`), so each window sees the one-pass noise;
+* vocoder: windows of ``vocoder_window_frames`` mel frames (default 1024 ≈ 11.9 s) with
+  ``FireflyVocoder.receptive_frames`` extra frames per side (official: 82; tiny: 43).
 
 The context covers each network's full receptive field, so every kept value is computed from the
 same inputs as in a one-pass run: tokens are identical, mels and audio agree to float rounding.
@@ -41,7 +41,7 @@ class VQGANCodec:
     """
 
     def __init__(self, vqgan: VQGAN, vocoder: FireflyVocoder | None = None, *, encode_window_frames: int = 4096,
-                 decode_window_tokens: int = 1024, vocoder_window_frames: int = 512):
+                 decode_window_tokens: int = 1024, vocoder_window_frames: int = 1024):
         self.vqgan = vqgan
         self.vocoder = vocoder
         self.sample_rate = int(vqgan.encode_mel_transform.sample_rate)
