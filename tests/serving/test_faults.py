@@ -88,7 +88,7 @@ def test_loading_then_ready(tts, tmp_path):
         assert r.status_code == 503 and "loading" in r.json()["error"] and int(r.headers["retry-after"]) > 0
         release.set()
         wait_ready(base)
-        assert httpx.post(f"{base}/v1/invoke", json={"text": "hi"}, timeout=60).status_code == 200
+        assert httpx.post(f"{base}/v1/invoke", json={"text": "hi", "seed": 1}, timeout=60).status_code == 200
 
 
 def test_models_failed_to_load(tmp_path):
@@ -125,15 +125,16 @@ class FailsAfterFirstSegment:
 def test_model_error_mid_stream_ends_cleanly(tts, tmp_path, caplog):
     text = "First part here. Second part there. Third part too."
     with running_server(FailsAfterFirstSegment(tts), tmp_path) as base, httpx.Client(base_url=base, timeout=60) as c:
-        r = c.post("/v1/invoke", json={"text": text, "streaming": True, "chunk_length": 10})
+        r = c.post("/v1/invoke", json={"text": text, "streaming": True, "chunk_length": 10, "seed": 1})
         assert r.status_code == 200  # headers were sent before the failure; the body ends cleanly
         audio, sr = decode(r.content)
         assert sr == 44100 and len(audio) > 0
-        sse = c.post("/v1/audio/speech", json={"input": text, "response_format": "pcm", "stream_format": "sse"})
+        sse = c.post("/v1/audio/speech", json={"input": text, "response_format": "pcm", "stream_format": "sse",
+                                                   "seed": 1})
         events = [json.loads(line[6:]) for line in sse.text.splitlines() if line.startswith("data: ")]
         assert events[0]["type"] == "speech.audio.delta" and base64.b64decode(events[0]["audio"])
         assert events[-1] == {"type": "error", "error": {"message": "simulated model failure"}}
         # The server is fine afterwards.
-        ok = c.post("/v1/invoke", json={"text": "After the failure."})
+        ok = c.post("/v1/invoke", json={"text": "After the failure.", "seed": 1})
         assert ok.status_code == 200
     assert any("stream ended early" in rec.getMessage() for rec in caplog.records)

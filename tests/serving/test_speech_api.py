@@ -56,14 +56,15 @@ def test_invoke_same_seed_same_audio(client):
 
 def test_invoke_with_base64_reference(client):
     ref = base64.b64encode(wav_bytes(1.0)).decode()
-    r = client.post("/v1/invoke", json={"text": "Clone this.", "reference_audio": ref, "reference_text": "a tone"})
+    body = {"text": "Clone this.", "reference_audio": ref, "reference_text": "a tone", "seed": 1}
+    r = client.post("/v1/invoke", json=body)
     assert r.status_code == 200, r.text
     audio, sr = decode(r.content)
     assert sr == SAMPLE_RATE and len(audio) > 0
 
 
 def test_invoke_num_samples_returns_one_file_per_take(client):
-    r = client.post("/v1/invoke", json={"text": "Two takes.", "num_samples": 2, "format": "flac"})
+    r = client.post("/v1/invoke", json={"text": "Two takes.", "num_samples": 2, "format": "flac", "seed": 1})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["sample_rate"] == SAMPLE_RATE and len(body["audios"]) == 2
@@ -97,7 +98,7 @@ def test_invoke_streaming_sends_audio_before_generation_ends(client):
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "pcm"])
 def test_openai_speech_formats(client, fmt):
     r = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello there.", "voice": "alloy",
-                                              "response_format": fmt})
+                                              "response_format": fmt, "seed": 1})
     assert r.status_code == 200, r.text
     if fmt == "pcm":
         audio, sr = pcm_to_float(r.content), SAMPLE_RATE
@@ -108,7 +109,7 @@ def test_openai_speech_formats(client, fmt):
 
 
 def test_openai_speech_sse_events(client):
-    body = {"input": LONG_TEXT, "voice": "nova", "response_format": "pcm", "stream_format": "sse"}
+    body = {"input": LONG_TEXT, "voice": "nova", "response_format": "pcm", "stream_format": "sse", "seed": 1}
     events = []
     with client.stream("POST", "/v1/audio/speech", json=body) as r:
         assert r.status_code == 200
@@ -130,12 +131,12 @@ def test_openai_python_client(server, client):
 
     oai = openai.OpenAI(base_url=f"{server}/v1", api_key="sk-unused", max_retries=0)
     r = oai.audio.speech.create(model="gpt-4o-mini-tts", voice="coral", input="Hello from the SDK.",
-                                instructions="cheerful", speed=1.0)  # default format: mp3
+                                instructions="cheerful", speed=1.0, extra_body={"seed": 1})  # default: mp3
     audio, sr = decode(r.content)
     assert sr == SAMPLE_RATE and len(audio) > 0
 
     with oai.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input=LONG_TEXT,
-                                                         response_format="pcm") as stream:
+                                                         response_format="pcm", extra_body={"seed": 1}) as stream:
         pcm = b"".join(stream.iter_bytes())
     assert len(pcm_to_float(pcm)) > 0
 
@@ -144,7 +145,7 @@ def test_openai_python_client(server, client):
     assert upload.status_code == 201
     try:
         r = oai.audio.speech.create(model="tts-1", voice={"id": "sdk-voice"}, input="Saved voice.",
-                                    response_format="wav")
+                                    response_format="wav", extra_body={"seed": 1})
         assert len(decode(r.content)[0]) > 0
     finally:
         client.delete("/v1/references/sdk-voice")
@@ -156,7 +157,8 @@ def test_openai_python_client(server, client):
 
 def test_health_answers_while_generating(client, server):
     with httpx.Client(base_url=server, timeout=60) as other:
-        with other.stream("POST", "/v1/invoke", json={"text": LONG_TEXT, "streaming": True, "chunk_length": 20}) as r:
+        with other.stream("POST", "/v1/invoke", json={"text": LONG_TEXT, "streaming": True, "chunk_length": 20,
+                                                           "seed": 1}) as r:
             t = time.perf_counter()
             assert client.get("/v1/health").status_code == 200
             assert client.get("/").status_code == 200

@@ -1,9 +1,9 @@
 """Audio response encodings: whole files, and the pieces of a streamed response.
 
-Streaming (``/v1/invoke`` with ``streaming=true``, ``/v1/audio/speech`` with wav/pcm/mp3) sends one
-piece per decoded segment: 16-bit PCM after a WAV header whose sizes say "unknown length", or MP3
-frames (independently encoded MP3 pieces concatenate into a playable stream). FLAC and Opus files are
-not concatenable, so those are sent once the whole audio is ready.
+Streaming (``/v1/invoke`` with ``streaming=true``, ``/v1/audio/speech`` with wav/pcm) sends one
+piece per decoded segment: 16-bit PCM, after a WAV header whose sizes say "unknown length" for wav.
+MP3, FLAC and Opus files are sent once the whole audio is ready: separately encoded pieces of those
+do not join into one valid file (an MP3's Xing header, for one, would announce only the first piece).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ CONTENT_TYPES = {
     "opus": "audio/ogg; codecs=opus",
     "pcm": "audio/pcm",
 }
-STREAMABLE = ("wav", "pcm", "mp3")
+STREAMABLE = ("wav", "pcm")
 _UNKNOWN = 0xFFFFFFFF
 
 
@@ -42,8 +42,6 @@ def stream_piece(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """The bytes one segment contributes to a streamed response (wav: PCM after the header)."""
     if not len(audio):
         return b""
-    if fmt in ("wav", "pcm"):
+    if fmt in STREAMABLE:
         return encode_audio(audio, sample_rate, "pcm")
-    if fmt == "mp3":
-        return encode_audio(audio, sample_rate, "mp3")
     raise ValueError(f"{fmt} cannot be streamed piece by piece")

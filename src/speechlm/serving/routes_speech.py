@@ -123,8 +123,8 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
     params = SynthesisParams(
         text=req.text, reference_audio=audio, reference_text=req.reference_text, reference_id=req.reference_id,
         speaker=req.speaker, seed=req.seed, num_samples=req.num_samples,
-        sampling=dict(max_new_tokens=req.max_new_tokens or settings.max_new_tokens, chunk_length=req.chunk_length, top_p=req.top_p,
-                      temperature=req.temperature, repetition_penalty=req.repetition_penalty))
+        sampling=dict(max_new_tokens=req.max_new_tokens or settings.max_new_tokens, chunk_length=req.chunk_length,
+                      top_p=req.top_p, temperature=req.temperature, repetition_penalty=req.repetition_penalty))
 
     if req.streaming:
         job = server.pool.submit(stream_job(params, "wav", server.store, settings.max_reference_seconds), "invoke")
@@ -152,7 +152,7 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
 async def speech(req: SpeechRequest, request: Request) -> Response:
     """OpenAI ``audio.speech.create``: ``input`` spoken in ``voice`` (a saved voice id).
 
-    ``stream_format=audio`` streams wav/pcm/mp3 segment by segment (flac/opus arrive whole);
+    ``stream_format=audio`` streams wav/pcm segment by segment (mp3/flac/opus arrive whole);
     ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
     and a final ``speech.audio.done``. ``model``, ``speed`` and ``instructions`` are ignored.
     """
@@ -166,8 +166,8 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     reference_id, voice = None, req.voice_id
     if voice is not None and (voice in server.store or voice.lower() not in OPENAI_VOICES):
         reference_id = server.store.get(voice, field="voice").id
-    params = SynthesisParams(text=req.input, reference_id=reference_id, reference_field="voice",
-                             sampling={"max_new_tokens": settings.max_new_tokens})
+    params = SynthesisParams(text=req.input, reference_id=reference_id, reference_field="voice", text_field="input",
+                             seed=req.seed, sampling={"max_new_tokens": settings.max_new_tokens})
     sample_rate = server.sample_rate
 
     if fmt in formats.STREAMABLE:

@@ -60,7 +60,8 @@ class VoiceRef(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    """Body of ``POST /v1/audio/speech`` (OpenAI-compatible; ``model``, ``speed``, ``instructions`` ignored)."""
+    """Body of ``POST /v1/audio/speech`` (OpenAI-compatible; ``model``, ``speed``, ``instructions`` ignored;
+    ``seed`` is our extension)."""
 
     model_config = ConfigDict(extra="ignore", json_schema_extra={
         "examples": [{"model": "speechlm", "input": "Hello world.", "voice": "alloy", "response_format": "wav"}]})
@@ -76,6 +77,8 @@ class SpeechRequest(BaseModel):
         "audio", description="audio: the file streamed as it is made; sse: speech.audio.delta/done events")
     speed: Optional[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(None, description="accepted and ignored")
     instructions: Optional[str] = Field(None, description="accepted and ignored")
+    seed: Optional[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
+        None, description="extension (OpenAI SDK: extra_body={'seed': 1}); null = random")
 
     @field_validator("input")
     @classmethod

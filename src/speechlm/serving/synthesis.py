@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from speechlm.errors import AudioError
+from speechlm.errors import AudioError, SpeechLMError
 from speechlm.serving import formats
 from speechlm.serving.voices import VoiceStore
 from speechlm.serving.worker import Job
@@ -27,6 +27,7 @@ class SynthesisParams:
     reference_text: str | None = None
     reference_id: str | None = None
     reference_field: str = "reference_id"   # request field that named the voice (for error messages)
+    text_field: str = "text"                # request field holding the text
     speaker: str | None = None
     seed: int | None = None
     num_samples: int = 1
@@ -61,8 +62,8 @@ def _reference(tts: Any, params: SynthesisParams, store: VoiceStore, max_seconds
     from speechlm.audio.io import load_audio
 
     try:  # the server's own duration limit, which may be stricter than the pipeline's
-        load_audio(params.reference_audio, target_sr=tts.sample_rate, max_seconds=max_seconds, limit_key="max_reference_seconds",
-                   what="reference audio")
+        load_audio(params.reference_audio, target_sr=tts.sample_rate, max_seconds=max_seconds,
+                   what="reference audio", limit_key="max_reference_seconds")
         return tts.encode_reference(params.reference_audio, params.reference_text)
     except AudioError as e:
         e.field = "reference_audio"
@@ -86,9 +87,10 @@ def synthesize_job(params: SynthesisParams, fmt: str, store: VoiceStore,
 
 def stream_job(params: SynthesisParams, fmt: str, store: VoiceStore,
                max_reference_seconds: float) -> Callable[[Any, Job], dict]:
-    """A job that emits a :class:`StreamPiece` per decoded segment (``fmt`` in wav/pcm/mp3).
+    """A job that emits a :class:`StreamPiece` per decoded segment with audio (``fmt``: wav or pcm).
 
-    Returns a summary ``{"audio_seconds", "tokens", "segments"}`` once the last segment is out.
+    Returns a summary ``{"audio_seconds", "tokens", "segments"}`` once the last segment is out; raises
+    (a 422, like ``synthesize``) when the model produced no audio at all.
     """
 
     def run(tts: Any, job: Job) -> dict:
@@ -98,14 +100,19 @@ def stream_job(params: SynthesisParams, fmt: str, store: VoiceStore,
         for chunk in tts.stream(params.text, reference=reference, speaker=params.speaker, seed=params.seed,
                                 should_stop=job.should_stop, **params.sampling):
             audio = np.asarray(chunk.audio, dtype=np.float32).reshape(-1)
+            tokens += chunk.tokens
+            if not len(audio):
+                continue
             piece = StreamPiece(formats.stream_piece(audio, chunk.sample_rate, fmt),
                                 len(audio) / chunk.sample_rate, chunk.tokens)
             job.emit(piece)
             seconds += piece.seconds
-            tokens += chunk.tokens
             segments += 1
             if job.should_stop():
                 break
+        if not segments and not job.should_stop():
+            raise SpeechLMError("the model generated no audio for this text",
+                                "try another seed or a longer text", field=params.text_field, status=422)
         return {"audio_seconds": seconds, "tokens": tokens, "segments": segments}
 
     return run
