@@ -40,7 +40,10 @@ class ServerState:
     settings: ServeSettings
     pool: WorkerPool
     store: VoiceStore
-    sample_rate: int
+
+    @property
+    def sample_rate(self) -> int:
+        return int(getattr(self.pool.primary, "sample_rate", 44100))
 
 
 class AuthError(SpeechLMError):
@@ -155,7 +158,6 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
                       queue_timeout_s=settings.queue_timeout_s, warmup=_warmup if settings.warmup else None)
     store = VoiceStore(settings.references_dir, max_bytes=settings.max_reference_bytes,
                        max_seconds=settings.max_reference_seconds, max_voices=settings.max_voices)
-    sample_rate = int(getattr(tts_or_factory, "sample_rate", 44100))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -167,7 +169,7 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
 
     app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url="/", redoc_url=None,
                   lifespan=lifespan)
-    app.state.server = ServerState(settings, pool, store, sample_rate)
+    app.state.server = ServerState(settings, pool, store)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
