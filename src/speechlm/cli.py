@@ -169,6 +169,8 @@ def _setup_logging(level: str = "INFO") -> None:
                         datefmt="[%X]", handlers=[RichHandler(show_path=False, rich_tracebacks=False)], force=True)
     for noisy in ("lightning", "lightning.pytorch", "pytorch_lightning", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # its retry warnings would precede our one-line error; the error itself says what failed
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
 def _one_line(e: BaseException) -> str:

@@ -58,14 +58,26 @@ def lookup(name_or_file: str) -> OfficialCheckpoint | None:
     return None
 
 
-def download(entry: OfficialCheckpoint, *, local_files_only: bool = False) -> Path:
-    """Fetch one official file with ``huggingface_hub`` (cached); returns the local path."""
+def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False) -> Path:
+    """Fetch one official file with ``huggingface_hub`` (cached); returns the local path.
+
+    ``explicit``: the user asked for this download (``task=download``), so a failure is worded as one.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         return Path(hf_hub_download(entry.repo, entry.filename, local_files_only=local_files_only))
     except LocalEntryNotFoundError:
+        if explicit:
+            from huggingface_hub import constants
+
+            raise CheckpointError(
+                f"could not download '{entry.filename}' from {constants.ENDPOINT} (repo {entry.repo}): the hub is "
+                "offline (HF_HUB_OFFLINE=1) or unreachable",
+                "check the network or HF_ENDPOINT, or copy the file here and pass "
+                f"checkpoints.{entry.slot}=PATH",
+            ) from None
         raise _missing(entry, offline=True) from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

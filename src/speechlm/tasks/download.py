@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for name in names:
         entry = REGISTRY[name]
-        path = download(entry)
+        path = download(entry, explicit=True)
         if local_dir is not None:
             target = local_dir / entry.filename
             with atomic_path(target) as tmp:
