@@ -21,7 +21,8 @@ def test_burst_every_request_answered(server):
     wait_ready(server)
 
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        return await client.post("/v1/invoke", json={"text": f"Request {i}.", "seed": i})
+        body = {"text": f"Request number {i}. It has two parts.", "chunk_length": 20, "seed": i}
+        return await client.post("/v1/invoke", json=body)
 
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=BURST)
@@ -35,7 +36,7 @@ def test_burst_every_request_answered(server):
     ok = [r for r in responses if r.status_code == 200]
     busy = [r for r in responses if r.status_code in (429, 503)]
     assert len(ok) + len(busy) == BURST, [r.status_code for r in responses]
-    assert 1 <= len(ok) <= 3  # one worker + queue_size 2
+    assert 1 <= len(ok) <= 3  # one worker + queue_size 2 (each request takes far longer than the burst)
     for r in ok:
         audio, sr = decode(r.content)
         assert sr == 44100 and len(audio) > 0
@@ -92,7 +93,7 @@ def _bodies(keys: list[str]):
     return st.fixed_dictionaries({}, optional=value) | JSON_VALUES
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 @given(invoke=_bodies(INVOKE_KEYS), speech=_bodies(SPEECH_KEYS), raw=st.binary(max_size=40))
 def test_fuzzed_json_bodies_never_5xx(server, invoke, speech, raw):
     headers = {"content-type": "application/json"}
