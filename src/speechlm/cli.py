@@ -170,7 +170,9 @@ def _setup_logging(level: str = "INFO") -> None:
     for noisy in ("lightning", "lightning.pytorch", "pytorch_lightning", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # its retry warnings would precede our one-line error; the error itself says what failed
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
 
 
 def _one_line(e: BaseException) -> str:
