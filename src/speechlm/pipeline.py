@@ -264,7 +264,10 @@ class TTS:
                                            speaker=speaker, should_stop=should_stop, **sampling):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
-            codes = seg.codes
+            # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
+            # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
+            n = dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size
+            codes = seg.codes % n
             with torch.inference_mode():
                 if codes.shape[-1] == 0:
                     wave = torch.zeros(0)
