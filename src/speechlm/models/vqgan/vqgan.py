@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from speechlm.audio.spectrogram import LogMelSpectrogram
+from speechlm.audio.spectrogram import LogMelSpectrogram, hann_window
 from speechlm.models.vqgan.fsq import DownsampleFiniteScalarQuantize
 from speechlm.models.vqgan.wavenet import WaveNet
 
@@ -80,7 +80,7 @@ class VQGAN(nn.Module):
         """Rebuild every non-persistent buffer (mel banks, windows, FSQ tables) in float32 on ``device``."""
         for t in (self.encode_mel_transform, self.gt_mel_transform):
             t.fb = t.build_filterbank().to(device)
-            t.spectrogram.window = torch.hann_window(t.win_length).to(device)
+            t.spectrogram.window = hann_window(t.win_length).to(device)
         self.quantizer.reset_buffers(device)
 
     def encode_mel(self, mels: Tensor, mel_lengths: Tensor | None = None) -> Tensor:
