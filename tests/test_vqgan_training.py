@@ -76,3 +76,19 @@ def test_firefly_lit_fast_dev_run_and_checkpoint(tmp_path, audio_dir):
     model = load_firefly(cfg, ckpt)  # generator. prefix + parametrizations folded at load
     lit.generator.head.remove_weight_norm()
     torch.testing.assert_close(model.state_dict(), lit.generator.state_dict(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("experiment,lit_cls", [("vqgan_finetune", VQGANLit), ("firefly_finetune", FireflyLit)])
+def test_training_configs_compose(experiment, lit_cls, audio_dir):
+    """``train.py experiment=...`` composes the lit/data groups around the same model presets as inference."""
+    from speechlm.cli import compose
+
+    cfg = compose("train", [f"experiment={experiment}", "model/vqgan=tiny", "model/firefly=tiny",
+                            f"data.root={audio_dir}"])
+    assert cfg.trainer.gradient_clip_val is None  # manual optimisation clips inside the module
+    lit = instantiate(cfg.lit, _convert_="partial")
+    assert isinstance(lit, lit_cls) and lit.automatic_optimization is False
+    data = instantiate(cfg.data, _convert_="partial")
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["audios"].ndim == 2 and batch["audio_lengths"].max() == batch["audios"].shape[1]
