@@ -206,6 +206,7 @@ class TTS:
         if text is None or not str(text).strip():
             raise InputError("reference_text is empty", "pass the transcript of the reference audio",
                              field="reference_text")
+        what = "reference audio"
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise InputError("reference audio given as an array needs its sample_rate", "pass sample_rate=...")
@@ -222,8 +223,9 @@ class TTS:
             if not p.is_file():
                 raise InputError(f"reference audio '{p}' does not exist", "check the path", field="reference")
             audio_bytes = p.read_bytes()
+            what = f"reference audio '{p}'"
         wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds,
-                          what="reference audio")
+                          what=what)
         codec = self._get_codec(with_vocoder=False)
         key = content_key(audio_bytes, str(text), self._codec_id)
         codes = self.cache.get(key)
