@@ -81,3 +81,23 @@ def test_input_checks(codec):
     no_vocoder = VQGANCodec(codec.vqgan)
     with pytest.raises(InputError, match="without the Firefly vocoder"):
         no_vocoder.decode(torch.zeros(2, 4, dtype=torch.long))
+
+
+@pytest.mark.slow
+def test_windowed_equals_one_pass_official_sizes():
+    """The context sizes also hold for the official depths (dilations up to 8, 18 ConvNeXt blocks); ~2 min."""
+    from hydra.utils import instantiate
+
+    from speechlm.testing.tiny_codec import randomize_
+
+    vq = randomize_(instantiate(compose_model_preset("vqgan", "group_fsq_2x1024")), torch.Generator().manual_seed(0))
+    voc = randomize_(instantiate(compose_model_preset("firefly", "firefly_gan_base")), torch.Generator().manual_seed(1))
+    vq.eval(), voc.eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(44100 * 6).astype(np.float32) * 0.1)
+    one = VQGANCodec(vq, voc, encode_window_frames=10**6, decode_window_tokens=10**6, vocoder_window_frames=10**6)
+    small = VQGANCodec(vq, voc, encode_window_frames=200, decode_window_tokens=40, vocoder_window_frames=200)
+    codes = one.encode(x)
+    assert torch.equal(small.encode(x), codes)
+    mel = one.decode_mel(codes, seed=3)
+    torch.testing.assert_close(small.decode_mel(codes, seed=3), mel, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(small.vocode(mel[:, :400]), one.vocode(mel[:, :400]), rtol=1e-5, atol=1e-5)

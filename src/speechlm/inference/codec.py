@@ -132,7 +132,7 @@ class VQGANCodec:
                 (so ``seed_everything`` makes runs reproducible).
 
         Returns:
-            ``(n_mels, T * frames_per_token)`` float32.
+            ``(n_mels, T * frames_per_token)`` float32 on the CPU.
         """
         codes = self._check_codes(codes)
         if noise is not None:
@@ -147,7 +147,7 @@ class VQGANCodec:
             win_noise = None if noise is None else noise[None, :, lo * f:hi * f].to(self.device)
             mel = self.vqgan.decode(codes[None, :, lo:hi], noise=win_noise, seed=seed, noise_offset=lo * f)
             out.append(mel[0, :, (a - lo) * f:(b - lo) * f])
-        return torch.cat(out, dim=-1).float()
+        return torch.cat(out, dim=-1).float().cpu()
 
     @torch.inference_mode()
     def vocode(self, mel: Tensor) -> Tensor:
@@ -166,6 +166,7 @@ class VQGANCodec:
             out.append(wave[0, 0, (a - lo) * hop:(b - lo) * hop].float().cpu())
         return torch.cat(out)
 
+    @torch.inference_mode()
     def decode(self, codes, noise: Tensor | None = None, seed: int | None = None) -> Tensor:
         """Code ids ``(num_groups, T)`` -> waveform ``(T * frames_per_token * hop_length,)`` float32 (CPU)."""
         return self.vocode(self.decode_mel(codes, noise=noise, seed=seed))
