@@ -148,7 +148,13 @@ class GroupedResidualFSQ(nn.Module):
 
 @dataclass
 class FSQResult:
-    """Training-path output: ``z`` (B, D, T) upsampled quantised features, ``codes`` (G, B, R, L)... see forward."""
+    """Training-path output of :meth:`DownsampleFiniteScalarQuantize.forward`.
+
+    Attributes:
+        z: ``(B, D, T)`` quantised features, upsampled and padded back to the input length.
+        codes: ``(B, G*R, L)`` int32 code ids.
+        latents: ``(B, D, L)`` downsampled features before quantisation.
+    """
 
     z: Tensor
     codes: Tensor
@@ -230,6 +236,7 @@ class DownsampleFiniteScalarQuantize(nn.Module):
         left = diff // 2
         if diff > 0:
             out = nn.functional.pad(out, (left, diff - left))
-        elif diff < 0:
-            out = out[..., -left: out.shape[-1] - (diff - left) * -1] if False else out[..., -left:length - left]
+        elif diff < 0:  # cannot happen with stride == kernel; kept for other factor choices
+            start = -diff // 2
+            out = out[..., start:start + length]
         return FSQResult(z=out, codes=self._rows(ids), latents=latents)
