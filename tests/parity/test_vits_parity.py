@@ -146,7 +146,9 @@ def test_flow_and_decoder_intermediates(synth, fixture):
     try:
         with torch.inference_mode():
             z = model.flow(torch.from_numpy(g["ns0_z_p"]), mask, g=ge, reverse=True)
-            wave = model.dec(torch.from_numpy(g["ns0_dec_in"]), g=ge)
+            fast = model.dec(torch.from_numpy(g["ns0_dec_in"]), g=ge)  # channels-last inference path
+        with torch.enable_grad():  # the module-by-module path, so the hooks see every stage
+            wave = model.dec(torch.from_numpy(g["ns0_dec_in"]), g=ge).detach()
     finally:
         for h in hooks:
             h.remove()
@@ -159,6 +161,8 @@ def test_flow_and_decoder_intermediates(synth, fixture):
     close(seen["ns0_dec_conv_post_in"], g["ns0_dec_conv_post_in"], atol=WAVE_ATOL, name="conv_post_in")
     close(seen["ns0_dec_conv_post_out"], g["ns0_dec_conv_post_out"], atol=WAVE_ATOL, name="conv_post_out")
     close(wave, g["wave_ns0"], atol=WAVE_ATOL, rtol=0, name="dec(ns0_dec_in)")
+    close(fast, g["wave_ns0"], atol=WAVE_ATOL, rtol=0, name="dec(ns0_dec_in), inference path")
+    torch.testing.assert_close(fast, wave, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("case", ["ns0", "ns05", "noref_ns0"])

@@ -22,10 +22,14 @@ from speechlm.models.vits.loading import load_vits
 from speechlm.models.vits.synthesizer import SynthesizerTrn
 from speechlm.utils.device import resolve_device
 
-# Latent frames decoded per HiFi-GAN call, and the context added on each side of a chunk. The
-# generator's receptive field is under 20 frames at the official sizes, so 32 frames of context make
-# chunked output equal to one-shot output to float rounding while bounding activation memory.
-DEC_CHUNK_FRAMES = 256
+# Latent frames decoded per HiFi-GAN call (1024 frames ≈ 12 s of audio, ~200 MB of activations at
+# the official size), and the context added on each side of a chunk. The generator's receptive field
+# is under 20 frames, so 32 frames of context make chunked output equal to one-shot output to float
+# rounding (tested) while bounding activation memory for long inputs. The prior (text encoder with
+# full self-attention over 4T frames) still runs in one pass: its memory grows as (4T)², about
+# 130 MB per attention map for 1000 codes (46 s), so callers split long texts (the TTS pipeline
+# decodes segment by segment).
+DEC_CHUNK_FRAMES = 1024
 DEC_CONTEXT_FRAMES = 32
 
 

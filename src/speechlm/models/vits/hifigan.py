@@ -6,9 +6,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.utils.weight_norm import WeightNorm
+
 from speechlm.models.vits.weight_norm import weight_norm
 
 LRELU_SLOPE = 0.1
+
+
+def _conv_cl(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """Apply a Conv1d / ConvTranspose1d to a ``(B, C, 1, T)`` channels-last tensor as a 2-D conv.
+
+    oneDNN runs channels-last 2-D convolutions markedly faster on CPU than the plain 1-D path
+    (measured 1.3–2x on the HiFi-GAN shapes), and the result keeps the channels-last layout.
+    """
+    w = conv.weight.unsqueeze(2)
+    if isinstance(conv, nn.ConvTranspose1d):
+        return F.conv_transpose2d(x, w, conv.bias, stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                                  output_padding=(0, conv.output_padding[0]), groups=conv.groups,
+                                  dilation=(1, conv.dilation[0]))
+    return F.conv2d(x, w, conv.bias, stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                    dilation=(1, conv.dilation[0]), groups=conv.groups)
 
 
 def _same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -39,6 +56,17 @@ class ResBlock1(nn.Module):
             x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
         return x
 
+    def forward_inference(self, x: torch.Tensor, x_act: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as ``forward`` on a ``(B, C, 1, T)`` channels-last tensor, in place where possible (no grad).
+
+        ``x_act`` may pass ``leaky_relu(x, 0.1)`` when the caller already has it (parallel blocks share it).
+        """
+        for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
+            a = x_act if i == 0 and x_act is not None else F.leaky_relu(x, LRELU_SLOPE)
+            h = F.leaky_relu_(_conv_cl(a, c1), LRELU_SLOPE)
+            x = _conv_cl(h, c2).add_(x)
+        return x
+
 
 class ResBlock2(nn.Module):
     """Two ``x += c(lrelu(x))`` steps with the given dilations."""
@@ -54,6 +82,13 @@ class ResBlock2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c in self.convs:
             x = x + c(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+    def forward_inference(self, x: torch.Tensor, x_act: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as ``forward`` on a ``(B, C, 1, T)`` channels-last tensor (no grad); see ``ResBlock1``."""
+        for i, c in enumerate(self.convs):
+            a = x_act if i == 0 and x_act is not None else F.leaky_relu(x, LRELU_SLOPE)
+            x = _conv_cl(a, c).add_(x)
         return x
 
 
@@ -92,8 +127,13 @@ class HiFiGANGenerator(nn.Module):
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
+    def _weights_folded(self) -> bool:
+        return not any(isinstance(h, WeightNorm) for m in self.modules() for h in m._forward_pre_hooks.values())
+
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, initial_channel, T), g: (B, gin, 1) or None → (B, 1, T · prod(upsample_rates))."""
+        if not torch.is_grad_enabled() and x.device.type == "cpu" and self._weights_folded():
+            return self._forward_inference(x, g)
         x = self.conv_pre(x)
         if g is not None:
             x = x + self.cond(g)
@@ -106,3 +146,20 @@ class HiFiGANGenerator(nn.Module):
             x = xs / self.num_kernels
         x = F.leaky_relu(x)  # default slope 0.01 here, as the original
         return torch.tanh(self.conv_post(x))
+
+    def _forward_inference(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` without autograd, in channels-last 2-D layout and with in-place activations."""
+        x = self.conv_pre(x)
+        if g is not None:
+            x = x + self.cond(g)
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C, 1, T)
+        for i, up in enumerate(self.ups):
+            x = _conv_cl(F.leaky_relu_(x, LRELU_SLOPE), up)
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            x_act = F.leaky_relu(x, LRELU_SLOPE)  # every parallel block starts with the same activation
+            xs = blocks[0].forward_inference(x, x_act)
+            for b in blocks[1:]:
+                xs.add_(b.forward_inference(x, x_act))
+            x = xs.div_(self.num_kernels)
+        x = _conv_cl(F.leaky_relu_(x), self.conv_post)  # default slope 0.01 here, as the original
+        return torch.tanh_(x).squeeze(2).contiguous()
