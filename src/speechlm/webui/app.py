@@ -66,7 +66,7 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
 
     with gr.Blocks(title="speechlm", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(HEADER)
-        gr.Markdown(_status_line(tts))
+        status = gr.Markdown(_status_line(tts))
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
                 text = gr.Textbox(label="Input text", placeholder="Put your text here.", lines=6,
@@ -147,6 +147,7 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
         voice.change(handlers.select_voice, voice, [use_reference, reference_text], show_progress="hidden")
         refresh.click(handlers.refresh_voices, None, voice, show_progress="hidden")
         app.load(handlers.refresh_voices, None, voice, show_progress="hidden")
+        app.load(lambda: _status_line(tts), None, status, show_progress="hidden")
         generate.click(on_generate, [*controls, num_takes], take_outputs, show_progress_on=players[0],
                        concurrency_id="tts", concurrency_limit=1)
         generate_stream.click(on_generate_stream, controls, [stream_audio, *take_outputs],

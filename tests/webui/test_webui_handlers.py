@@ -1,0 +1,193 @@
+"""The web UI's callbacks without a browser: real tiny pipeline, real files, readable errors."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
+
+from speechlm.errors import InputError, SpeechLMError
+from speechlm.webui.errors import show_errors
+from speechlm.webui.handlers import MAX_TAKES, UPLOADED, Handlers, Request
+
+
+def request(text="Hello there.", **changes) -> Request:
+    values = dict(text=text, normalize=True, use_reference=False, voice_id=UPLOADED, reference_audio=None,
+                  reference_text="", chunk_length=150, max_new_tokens=16, top_p=0.7, repetition_penalty=1.5,
+                  temperature=0.7, speaker="", seed=7, decoder="vits")
+    values.update(changes)
+    return Request(**values)
+
+
+@pytest.fixture
+def handlers(tiny_tts, tmp_path):
+    return Handlers(tiny_tts, output_dir=tmp_path / "out")
+
+
+def test_generate_two_takes_with_reference(handlers, reference_clip):
+    out = handlers.generate(request(use_reference=True, reference_audio=str(reference_clip),
+                                    reference_text="A short reference clip."), num_takes=2)
+    panels, players = out[:MAX_TAKES], out[MAX_TAKES:2 * MAX_TAKES]
+    pictures, summary = out[2 * MAX_TAKES:3 * MAX_TAKES], out[-1]
+    assert [p["visible"] for p in panels] == [True, True] + [False] * (MAX_TAKES - 2)
+    assert [p["value"] is not None for p in players + pictures] == 2 * ([True, True] + [False] * (MAX_TAKES - 2))
+    for player, picture in zip(players[:2], pictures[:2]):
+        audio, sr = sf.read(player["value"], dtype="float32")
+        assert sr == handlers.tts.sample_rate and len(audio) > 0 and np.abs(audio).max() <= 1.0
+        with open(picture["value"], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert players[0]["value"] != players[1]["value"]
+    assert "2 takes" in summary and "RTF" in summary and "tokens/s" in summary and "seed 7" in summary
+
+
+def test_stream_yields_wav_chunks_then_the_whole_take(handlers):
+    steps = list(handlers.generate_stream(request("One. Two.", chunk_length=0)))
+    chunks, final = steps[:-1], steps[-1]
+    assert chunks, "no segment was streamed"
+    pieces = []
+    for step in chunks:
+        assert step[0][:4] == b"RIFF"
+        audio, sr = sf.read(io.BytesIO(step[0]), dtype="int16")
+        assert sr == handlers.tts.sample_rate
+        pieces.append(audio)
+        assert step[-1].startswith("Streaming")
+    assert final[0] is None
+    panels, player, picture = final[1:1 + MAX_TAKES], final[1 + MAX_TAKES], final[1 + 2 * MAX_TAKES]
+    assert [p["visible"] for p in panels] == [True] + [False] * (MAX_TAKES - 1)
+    whole, sr = sf.read(player["value"], dtype="int16")
+    np.testing.assert_array_equal(whole, np.concatenate(pieces))  # the saved take is what was streamed
+    assert picture["value"].endswith(".png")
+    assert "first audio after" in final[-1]
+
+
+@pytest.mark.parametrize("req, words", [
+    (request("   "), "text box is empty"),
+    (request(use_reference=True), "no clip was uploaded"),
+    (request(top_p=0.05), "top_p"),
+])
+def test_bad_requests_raise_user_errors(handlers, reference_clip, req, words):
+    with pytest.raises(SpeechLMError, match=words):
+        handlers.generate(req)
+
+
+def test_stop_cancels_the_running_generation(handlers):
+    from speechlm.pipeline import Cancelled
+    from speechlm.webui.errors import error_html
+
+    def progress(*args, **kwargs):  # the page's progress bar; here it presses Stop as soon as work starts
+        handlers.stop()
+
+    with pytest.raises(Cancelled) as e:
+        handlers.generate(request(), progress=progress)
+    assert "Stopped" in error_html(e.value)
+
+
+def test_reference_without_transcript_is_refused(handlers, reference_clip):
+    with pytest.raises(InputError, match="reference text is empty"):
+        handlers.generate(request(use_reference=True, reference_audio=str(reference_clip), reference_text=" "))
+
+
+def test_errors_fill_the_message_box_and_keep_the_outputs():
+    @show_errors(3)
+    def bad_input():
+        raise InputError("text <b> is empty", "type something")
+
+    @show_errors(3)
+    def crash():
+        raise RuntimeError("boom\nsecond line")
+
+    @show_errors(2)
+    def stream():
+        yield ["chunk"]
+        raise InputError("stream broke")
+
+    @show_errors(2)
+    def fine():
+        return ["ok"]
+
+    out = bad_input()
+    assert out[:2] == [gr.skip(), gr.skip()] and out[2]["visible"]
+    assert "Cannot generate" in out[2]["value"] and "text &lt;b&gt; is empty — type something" in out[2]["value"]
+    box = crash()[2]["value"]
+    assert "Internal error" in box and "RuntimeError: boom" in box and "second line" not in box
+    assert "Traceback" not in box
+    steps = list(stream())
+    assert steps[0][0] == "chunk" and steps[0][1]["visible"] is False and "stream broke" in steps[1][1]["value"]
+    assert fine() == ["ok", gr.update(value="", visible=False)]
+
+
+def test_saved_voices_of_the_api_store(handlers, tmp_path, reference_clip):
+    from speechlm.serving.voices import VoiceStore
+
+    store = VoiceStore(tmp_path / "voices")
+    store.add("alice", reference_clip.read_bytes(), "Hello, I am Alice.")
+    handlers.voices = store
+    choices = handlers.voice_choices()
+    assert choices[0][1] == UPLOADED and [c[1] for c in choices[1:]] == ["alice"]
+    use_ref, text = handlers.select_voice("alice")
+    assert use_ref["value"] is True and text["value"] == "Hello, I am Alice."
+    ref = handlers._reference(request(use_reference=True, voice_id="alice"))
+    assert ref.text == "Hello, I am Alice." and ref.codes.ndim == 2
+    with pytest.raises(SpeechLMError, match="no saved voice"):
+        handlers._reference(request(use_reference=True, voice_id="bob"))
+
+
+def test_text_preview():
+    h = Handlers(tts=None)
+    assert h.preview_text("Café  ＡＢＣ１２３。", True) == "Cafe ABC123."
+    assert h.preview_text("Café", False) == "Caf"  # the original cleaning drops what it cannot read
+    assert h.preview_text("", True) == ""
+
+
+def test_stream_without_ffmpeg_says_so(handlers, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SpeechLMError, match="ffmpeg"):
+        next(handlers.generate_stream(request()))
+
+
+def test_address_from_overrides_then_gradio_env_then_default():
+    from speechlm.tasks.webui import resolve_address
+
+    def cfg(**kw):
+        return OmegaConf.create({"listen": None, "port": None, "share": None, **kw})
+
+    env = {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "9000", "GRADIO_SHARE": "True"}
+    assert resolve_address(cfg(), {}) == ("127.0.0.1", 7860, False)
+    assert resolve_address(cfg(), env) == ("0.0.0.0", 9000, True)
+    assert resolve_address(cfg(listen="10.0.0.2:7000", share=False), env) == ("10.0.0.2", 7000, False)
+    assert resolve_address(cfg(listen="::1", port=7001), env) == ("::1", 7001, True)
+    with pytest.raises(InputError, match="port"):
+        resolve_address(cfg(port="http"), {})
+    with pytest.raises(InputError, match="GRADIO_SHARE"):
+        resolve_address(cfg(), {"GRADIO_SHARE": "maybe"})
+
+
+def test_page_builds_with_every_control(tiny_tts):
+    from speechlm.webui import build_app
+
+    app = build_app(tiny_tts, defaults={"seed": None, "decoder": "vqgan", "top_p": 0.8})
+    labels = {getattr(b, "label", None) for b in app.blocks.values()}
+    for label in ("Input text", "Top-p", "Temperature", "Repetition penalty", "Decoder", "Number of takes",
+                  "Reference text (transcript of the clip)", "Streaming output (plays as segments arrive)"):
+        assert label in labels, label
+    by_label = {b.label: b for b in app.blocks.values() if getattr(b, "label", None)}
+    assert by_label["Decoder"].value == "vqgan" and by_label["Top-p"].value == 0.8
+    app.close()
+
+
+def test_old_output_files_are_pruned(tmp_path):
+    import os
+    import time
+
+    h = Handlers(tts=None, output_dir=tmp_path)
+    old, new = tmp_path / "0001_take1.wav", tmp_path / "0002_take1.wav"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    h._prune()
+    assert not old.exists() and new.exists()
