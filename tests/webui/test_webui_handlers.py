@@ -191,3 +191,29 @@ def test_old_output_files_are_pruned(tmp_path):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     h._prune()
     assert not old.exists() and new.exists()
+
+
+def test_task_webui_composes_and_launches(tiny_tts, tiny_dir, tmp_path, monkeypatch):
+    """``infer.py task=webui`` wiring: config keys, Gradio env vars, saved voices, no warm-up when off."""
+    import speechlm.webui
+    from speechlm.pipeline import TTS
+    from speechlm.tasks import webui as task
+    from speechlm.testing.tiny import tiny_config
+
+    (tmp_path / "voices").mkdir()
+    cfg = tiny_config(tiny_dir, ["warmup=false", "port=7999", "top_p=0.8",
+                                 f"references_dir='{tmp_path / 'voices'}'"], task="webui")
+    assert cfg.task_fn == "speechlm.tasks.webui.run" and cfg.listen is None
+    calls = {}
+    monkeypatch.setattr(TTS, "from_config", classmethod(lambda cls, c: tiny_tts))
+    monkeypatch.setattr(speechlm.webui, "launch", lambda app, host, port, share, block: calls.update(
+        app=app, host=host, port=port, share=share, block=block))
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7001")
+    task.run(cfg)
+    assert (calls["host"], calls["port"], calls["share"], calls["block"]) == ("0.0.0.0", 7999, False, True)
+    handlers = calls["app"].handlers
+    assert handlers.tts is tiny_tts and handlers.voices is not None and handlers.voices.list() == []
+    top_p = [b for b in calls["app"].blocks.values() if getattr(b, "label", None) == "Top-p"]
+    assert top_p[0].value == 0.8  # control defaults come from the config
+    calls["app"].close()
