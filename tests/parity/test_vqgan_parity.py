@@ -91,8 +91,8 @@ def _capture(root: torch.nn.Module, prefix: str, names: list[str]) -> tuple[dict
             if path.endswith(suffix):
                 path, pick = path[: -len(suffix)], idx
 
-        def hook(_m, _i, out, key=key, pick=pick):
-            seen[key] = out if pick is None else out[pick]
+        def hook(_m, _i, out, key=key, pick=pick):  # cloned: later in-place activations reuse the memory
+            seen[key] = (out if pick is None else out[pick]).clone()
 
         handles.append(root.get_submodule(path).register_forward_hook(hook))
     return seen, handles

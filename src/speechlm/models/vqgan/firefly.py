@@ -89,10 +89,13 @@ class ResBlock1(nn.Module):
             nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size)) for _ in dilation)
         self.context = sum(_same_padding(kernel_size, d) + _same_padding(kernel_size) for d in dilation)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, N)`` -> ``(B, C, N)``."""
-        for c1, c2 in zip(self.convs1, self.convs2):
-            x = x + c2(F.silu(c1(F.silu(x))))
+    def forward(self, x: Tensor, first_act: Tensor | None = None) -> Tensor:
+        """``(B, C, N)`` -> ``(B, C, N)``; ``first_act`` may pass a precomputed ``silu(x)``."""
+        inplace = not torch.is_grad_enabled()  # inference: reuse the fresh conv outputs' memory
+        for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
+            act = first_act if i == 0 and first_act is not None else F.silu(x)
+            y = c2(F.silu(c1(act), inplace=inplace))
+            x = y.add_(x) if inplace else x + y
         return x
 
 
@@ -107,9 +110,11 @@ class ParallelBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, N)`` -> ``(B, C, N)``."""
-        out = self.blocks[0](x)
+        first_act = F.silu(x)  # the same first activation for every block: computed once
+        out = self.blocks[0](x, first_act)
         for block in self.blocks[1:]:
-            out = out + block(x)
+            y = block(x, first_act)
+            out = out.add_(y) if not torch.is_grad_enabled() else out + y
         return out / len(self.blocks)
 
 
@@ -183,10 +188,11 @@ class HiFiGANGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, num_mels, T)`` -> ``(B, 1, T * hop_length)``."""
+        inplace = not torch.is_grad_enabled()  # x is always a fresh activation here
         x = self.conv_pre(x)
         for up, block in zip(self.ups, self.resblocks):
-            x = block(up(F.silu(x)))
-        return torch.tanh(self.conv_post(F.silu(x)))
+            x = block(up(F.silu(x, inplace=inplace)))
+        return torch.tanh(self.conv_post(F.silu(x, inplace=inplace)))
 
 
 class FireflyVocoder(nn.Module):
