@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from speechlm.inference.decode import compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
+from speechlm.inference.decode import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
 from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset  # noqa: E402
 from speechlm.text.prompt import encode_prompt  # noqa: E402
 from speechlm.text.tokenizer import build_tokenizer  # noqa: E402
@@ -40,7 +40,9 @@ def random_model(preset: str, dtype: torch.dtype, max_seq_len: int):
         for name, p in model.named_parameters():
             p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn(p.shape, generator=g) * 0.02)
     model.rebuild_buffers("cpu")
-    return model.to(dtype).eval()
+    model = model.to(dtype).eval()
+    model.use_column_major_weights()  # as SemanticGenerator does on CPU
+    return model
 
 
 def bytes_per_token(model) -> int:
@@ -51,22 +53,30 @@ def bytes_per_token(model) -> int:
     return (slow + model.config.num_codebooks * fast) * size
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (with one thread: robust to other processes)
+
+
 def best_time(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, CLOCK() - t0)
     return best
 
 
-def bandwidth(nbytes: int, repeats: int = 7) -> float:
-    """Bytes/s of an fp32 matrix-vector product reading ``nbytes`` of matrix."""
+def bandwidth(nbytes: int, repeats: int = 7, threads: int | None = None) -> float:
+    """Bytes/s of an fp32 matrix-vector product reading ``nbytes`` of matrix (best of ``repeats``)."""
     cols = 4096
     rows = max(nbytes // (4 * cols), 1)
     w, x = torch.randn(rows, cols), torch.randn(cols)
-    torch.mv(w, x)
-    return rows * cols * 4 / best_time(lambda: torch.mv(w, x), repeats)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        torch.mv(w, x)
+        return rows * cols * 4 / best_time(lambda: torch.mv(w, x), repeats)
+    finally:
+        torch.set_num_threads(before)
 
 
 def matmul_flops(n: int = 4096, repeats: int = 3) -> float:
@@ -84,10 +94,10 @@ def prompt_grid(model, frames: int) -> torch.Tensor:
     return torch.cat([a, b], dim=1)
 
 
-def measure_decode(model, prompt, tokens: int, step, repeats: int) -> float:
+def measure_decode(model, prompt, tokens: int, step, repeats: int, threads: int | None) -> float:
     """Decode tokens/s (prefill excluded): time of N + 1 columns minus time of 1 column."""
     p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=0.7, repetition_penalty=1.5).items()}
-    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, **p)
+    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, decode_threads=threads, **p)
     one = best_time(lambda: generate_columns(model, prompt, 1, **kw), repeats)
     full = best_time(lambda: generate_columns(model, prompt, tokens + 1, **kw), repeats)
     return tokens / max(full - one, 1e-9)
@@ -101,13 +111,21 @@ def main() -> None:
     ap.add_argument("--prompt-frames", type=int, default=215, help="reference codes (~21.5 frames per second)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (prefill); default: torch's")
+    ap.add_argument("--decode-threads", type=int, default=None,
+                    help="threads of the per-token steps; default: what SemanticGenerator picks (auto)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time with one thread everywhere (for a machine shared with other jobs)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK, args.threads, args.decode_threads = time.process_time, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     flops_bound = matmul_flops()
+    decode_threads = args.decode_threads or auto_decode_threads(torch.device("cpu")) or torch.get_num_threads()
     for name in args.dtypes.split(","):
         if name == "bf16" and not torch.backends.mkldnn.is_available():
             continue
@@ -116,7 +134,7 @@ def main() -> None:
         prompt = prompt_grid(model, args.prompt_frames)
         t = prompt.size(1)
         nbytes = bytes_per_token(model)
-        bw = bandwidth(nbytes)
+        bw = max(bandwidth(nbytes, threads=n) for n in sorted({1, torch.get_num_threads()}))
         bound = bw / nbytes
         # prefill: one cached forward over the whole prompt
         model.setup_caches(1, t + args.tokens + 2)
@@ -125,7 +143,9 @@ def main() -> None:
         slow_params = sum(p.numel() for n, p in model.named_parameters()
                           if not n.startswith("fast_") and n != "embeddings.weight")
         pre_flops = 2 * slow_params * t / pre
-        row = dict(preset=args.preset, dtype=name, threads=torch.get_num_threads(), bytes_per_token=nbytes,
+        row = dict(preset=args.preset, dtype=name, clock=args.clock, threads=torch.get_num_threads(),
+                   decode_threads=decode_threads,
+                   bytes_per_token=nbytes,
                    bandwidth_GBps=bw / 1e9, bound_tok_s=bound, prompt_tokens=t, prefill_s=pre,
                    prefill_GFLOPs=pre_flops / 1e9, matmul_GFLOPs=flops_bound / 1e9,
                    prefill_frac=pre_flops / flops_bound if name == "fp32" else None)
@@ -135,22 +155,22 @@ def main() -> None:
         for mode, step in modes:
             if mode == "compiled":
                 t0 = time.perf_counter()
-                measure_decode(model, prompt, 2, step, 1)
+                measure_decode(model, prompt, 2, step, 1, decode_threads)
                 row["compile_s"] = time.perf_counter() - t0
-            tps = measure_decode(model, prompt, args.tokens, step, args.repeats)
+            tps = measure_decode(model, prompt, args.tokens, step, args.repeats, decode_threads)
             row[f"{mode}_tok_s"] = tps
             row[f"{mode}_frac"] = tps / bound
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
-    print("| preset | dtype | threads | MB/token | GB/s (matvec) | bound tok/s | eager tok/s | eager % | "
+    print("| preset | dtype | clock | threads (prefill/decode) | MB/token | GB/s (matvec) | bound tok/s | eager tok/s | eager % | "
           "compiled tok/s | compiled % | prefill T | prefill s | prefill GFLOP/s | matmul GFLOP/s | prefill % |")
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
     for r in rows:
         def f(k, fmt="{:.1f}"):
             return fmt.format(r[k]) if r.get(k) is not None else "-"
         pct = (lambda k: f"{100 * r[k]:.0f}%" if r.get(k) is not None else "-")
-        print(f"| {r['preset']} | {r['dtype']} | {r['threads']} | {r['bytes_per_token'] / 1e6:.0f} | {f('bandwidth_GBps')} "
+        print(f"| {r['preset']} | {r['dtype']} | {r['clock']} | {r['threads']}/{r['decode_threads']} | {r['bytes_per_token'] / 1e6:.0f} | {f('bandwidth_GBps')} "
               f"| {f('bound_tok_s')} | {f('eager_tok_s')} | {pct('eager_frac')} | {f('compiled_tok_s')} | "
               f"{pct('compiled_frac')} | {r['prompt_tokens']} | {f('prefill_s', '{:.3f}')} | {f('prefill_GFLOPs')} | "
               f"{f('matmul_GFLOPs')} | {pct('prefill_frac')} |")

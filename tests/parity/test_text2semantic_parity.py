@@ -302,3 +302,22 @@ def test_logits_to_probs(tiny):
         if int(diff.sum()) == 0:
             torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
         assert int((probs > 0).sum()) in (d["num_nonzero_probs"], d["num_nonzero_probs"] + 1)
+
+
+def test_inference_layout_keeps_values(tiny):
+    """Column-major weights + fused w1/w3 (the CPU inference layout): same keys, values and traces."""
+    import copy
+
+    model, g, meta = tiny
+    fast = copy.deepcopy(model)
+    fast.use_column_major_weights()
+    sd, sd_fast = model.state_dict(), fast.state_dict()
+    assert list(sd) == list(sd_fast) and all(torch.equal(sd[k], sd_fast[k]) for k in sd)
+    with torch.inference_mode():
+        close(fast(_t(g["a_input"]).long()).token_logits, g["a_token_logits"])
+    c = meta["c"]
+    tag, trace = _traces(meta)[0]
+    cols = generate_columns(fast, _t(g["c_prompt"]).long(), c["max_new_tokens"],
+                            temperature=torch.tensor(c["temperature"]), top_p=torch.tensor(c["top_p"]),
+                            repetition_penalty=torch.tensor(trace["repetition_penalty"]), eos_id=1, im_end_id=4)
+    assert torch.equal(cols, _t(g[f"c_{tag}_generated"]).long())

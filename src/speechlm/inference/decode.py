@@ -8,6 +8,7 @@ a column whose text token is EOS/``<|im_end|>`` or whose codebooks hold any EOS 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -87,12 +88,14 @@ def _is_stop(col: Tensor, eos_id: int, im_end_id: int) -> bool:
 def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int, *, temperature: Tensor,
                      top_p: Tensor, repetition_penalty: Tensor, eos_id: int, im_end_id: int,
                      decode_step: DecodeStep | None = None,
-                     on_column: Callable[[int], None] | None = None, ignore_stop: bool = False) -> Tensor:
+                     on_column: Callable[[int], None] | None = None, ignore_stop: bool = False,
+                     decode_threads: int | None = None) -> Tensor:
     """Continue ``prompt`` (1 + NC, T) until a stop column or the token budget.
 
     ``max_new_tokens = 0`` means up to ``max_seq_len``; the budget is clamped to ``max_seq_len - T``.
     ``on_column(i)`` is called after every column (progress, cancellation: it may raise).
-    ``ignore_stop`` generates the whole budget (benchmarks).
+    ``ignore_stop`` generates the whole budget (benchmarks). ``decode_threads`` sets torch's intra-op
+    threads for the per-token steps only (prefill keeps the default; see :func:`auto_decode_threads`).
 
     Returns:
         (1 + NC, N) int64 generated columns, the stop column included.
@@ -115,7 +118,39 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
         on_column(0)
     history = torch.zeros(nc1, max(budget, REP_WINDOW), dtype=torch.long, device=device)
     input_pos = torch.tensor([t], device=device, dtype=torch.long)
-    cur = first
+    with _threads(decode_threads):
+        columns += _decode_loop(model, step, first, input_pos, history, budget, t, sampling, eos_id, im_end_id,
+                                on_column, ignore_stop)
+    return torch.cat(columns, dim=1)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def auto_decode_threads(device: torch.device) -> int | None:
+    """Threads for per-token steps: 1 on small CPUs, else torch's default (None).
+
+    A batch-1 step is a chain of memory-bound matrix-vector products and ~1000 small ops; on a 2-core
+    machine one thread already saturates memory bandwidth, and a second only adds synchronisation per op
+    (measured 2-4x slower under load; see experiments/generation_speed).
+    """
+    return 1 if device.type == "cpu" and torch.get_num_threads() <= 4 else None
+
+
+def _decode_loop(model, step, cur, input_pos, history, budget, t, sampling, eos_id, im_end_id, on_column,
+                 ignore_stop) -> list[Tensor]:
+    nc1 = cur.size(0)
+    columns = []
     for i in range(budget - 1):
         window = repetition_window(history, i)
         cur = step(model, cur.view(1, nc1, 1), input_pos, window, kv_len=t + i + 1, **sampling)
@@ -126,4 +161,4 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
             on_column(i + 1)
         if not ignore_stop and _is_stop(cur, eos_id, im_end_id):
             break
-    return torch.cat(columns, dim=1)
+    return columns

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.inference.decode import compiled_decode_step, default_decode_step, generate_columns
+from speechlm.inference.decode import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns
 from speechlm.models.text2semantic.llama import BaseTransformer
 from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
@@ -88,12 +88,16 @@ def select_context(segments: list[torch.Tensor], budget: int) -> list[torch.Tens
 class SemanticGenerator:
     """Holds a loaded model and the tokenizer; ``generate`` yields code segments."""
 
-    def __init__(self, model: BaseTransformer, tokenizer: FishTokenizer | None = None, *, compile: bool = False):
+    def __init__(self, model: BaseTransformer, tokenizer: FishTokenizer | None = None, *, compile: bool = False,
+                 decode_threads: int | None | str = "auto"):
         self.model = model.eval()
         self.tokenizer = tokenizer or build_tokenizer()
         self.device = model.embeddings.weight.device
         self.num_codebooks = model.config.num_codebooks
         self.max_code = model.config.codebook_size - CODE_OFFSET
+        self.decode_threads = auto_decode_threads(self.device) if decode_threads == "auto" else decode_threads
+        if self.device.type == "cpu":
+            model.use_column_major_weights()
         # Only the per-token step is compiled; prefill (variable length) stays eager.
         self.decode_step = compiled_decode_step(model) if compile else default_decode_step(model)
 
@@ -177,7 +181,7 @@ class SemanticGenerator:
             task = bar.add_task("generate", total=total)
             return generate_columns(self.model, prompt, max_new_tokens, eos_id=self.tokenizer.eos_token_id,
                                     im_end_id=self.tokenizer.im_end_id, decode_step=self.decode_step,
-                                    on_column=on_column, **params)
+                                    on_column=on_column, decode_threads=self.decode_threads, **params)
 
     def _codes(self, cols: torch.Tensor) -> torch.Tensor:
         """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.
