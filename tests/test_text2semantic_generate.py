@@ -130,8 +130,11 @@ def test_generate_columns_budget_and_stop(gen):
     p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=1e-4, repetition_penalty=1.0).items()}
     cols = generate_columns(gen.model, prompt, 5, eos_id=1, im_end_id=4, **p)
     assert 1 <= cols.size(1) <= 5 and cols.shape[0] == gen.num_codebooks + 1
-    cols_all = generate_columns(gen.model, prompt, 0, eos_id=1, im_end_id=4, **p)
-    assert cols_all.size(1) <= gen.model.config.max_seq_len - prompt.size(1)
+    # max_new_tokens = 0: up to max_seq_len (a long prompt keeps the test short)
+    long = encode_prompt(gen.tokenizer, "hello", bos=True, num_codebooks=gen.num_codebooks,
+                         prompt_tokens=_codes(gen, frames=gen.model.config.max_seq_len - 40))
+    cols_all = generate_columns(gen.model, long, 0, eos_id=1, im_end_id=4, ignore_stop=True, **p)
+    assert cols_all.size(1) == gen.model.config.max_seq_len - long.size(1)
 
 
 @pytest.mark.slow

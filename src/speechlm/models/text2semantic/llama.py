@@ -45,17 +45,25 @@ def rope_table(seq_len: int, head_dim: int, base: float = 10000) -> Tensor:
 
 
 def rope_rotations(table: Tensor) -> Tensor:
-    """(T, D/2, 2) cos/sin rows → (T, D/2) complex64 rotations (float32 math, table values as stored)."""
+    """(T, D/2, 2) cos/sin rows → (T, D/2) complex64 rotations (float32 math, table values as stored).
+
+    Under ``torch.compile`` the real (T, D/2, 2) float32 table is kept (Inductor has no complex codegen).
+    """
+    if torch.compiler.is_compiling():
+        return table.float()
     return torch.view_as_complex(table.float().contiguous())
 
 
 def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
-    """Rotate adjacent pairs ``(x[2j], x[2j+1])`` of ``x`` (B, T, H, D) by ``rot`` (T, D/2) complex, in float32.
-
-    ``(x0 + i·x1)(cos + i·sin)`` is exactly the reference's ``(x0·cos − x1·sin, x1·cos + x0·sin)``.
+    """Rotate adjacent pairs ``(x[2j], x[2j+1])`` of ``x`` (B, T, H, D) by ``rot`` (see :func:`rope_rotations`)
+    in float32: ``(x0 + i·x1)(cos + i·sin)``, i.e. the reference's ``(x0·cos − x1·sin, x1·cos + x0·sin)``.
     """
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(xc * rot[None, :, None]).flatten(3).type_as(x)
+    xs = x.float().reshape(*x.shape[:-1], -1, 2)
+    if rot.is_complex():  # eager: one complex multiply instead of ~10 small ops
+        return torch.view_as_real(torch.view_as_complex(xs) * rot[None, :, None]).flatten(3).type_as(x)
+    x0, x1 = xs.unbind(-1)
+    cos, sin = rot[None, :, None].unbind(-1)
+    return torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1).flatten(3).type_as(x)
 
 
 class RMSNorm(nn.Module):
