@@ -127,12 +127,14 @@ class HiFiGANGenerator(nn.Module):
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
+    fast_inference = True  # channels-last no-grad path on CPU (set False to time the plain path)
+
     def _weights_folded(self) -> bool:
         return not any(isinstance(h, WeightNorm) for m in self.modules() for h in m._forward_pre_hooks.values())
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, initial_channel, T), g: (B, gin, 1) or None → (B, 1, T · prod(upsample_rates))."""
-        if not torch.is_grad_enabled() and x.device.type == "cpu" and self._weights_folded():
+        if self.fast_inference and not torch.is_grad_enabled() and x.device.type == "cpu" and self._weights_folded():
             return self._forward_inference(x, g)
         x = self.conv_pre(x)
         if g is not None:
