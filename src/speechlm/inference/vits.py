@@ -74,6 +74,16 @@ class VITSSynthesizer:
         return self.model.hop_length * self.model.vq.frames_per_code
 
     @property
+    def num_groups(self) -> int:
+        """Code rows (FSQ groups) the model takes."""
+        return self.model.vq.n_groups
+
+    @property
+    def codebook_size(self) -> int:
+        """Ids per row (1000 = 8·5·5·5 FSQ levels)."""
+        return self.model.vq.n_codes
+
+    @property
     def can_encode(self) -> bool:
         """Whether the checkpoint carried the VQ encoder (needed by :meth:`encode`)."""
         return self.model.vq.encoder is not None
