@@ -155,3 +155,18 @@ def test_compiled_step_matches_eager_and_does_not_recompile(tmp_path):
     p2 = {k: torch.tensor(v) for k, v in dict(temperature=0.3, top_p=0.5, repetition_penalty=1.1).items()}
     generate_columns(compiled.model, prompt, 24, decode_step=compiled.decode_step, eos_id=1, im_end_id=4, **p2)
     assert du.counters["stats"]["unique_graphs"] == before  # new parameter values: no recompilation
+
+
+def test_naive_transformer_generates():
+    from speechlm.models.text2semantic.loading import build_text2semantic
+
+    cfg = compose_preset("naive_2_codebook_small", ["config.n_layer=1", "config.n_head=2", "config.dim=32",
+                                                    "config.vocab_size=264", "config.codebook_size=40",
+                                                    "config.max_seq_len=64"])
+    torch.manual_seed(0)
+    model = build_text2semantic(cfg, "cpu").eval()
+    out = model(torch.zeros(1, 3, 5, dtype=torch.long))
+    assert out.codebook_logits.shape == (1, 5, 2, 40)
+    gen = SemanticGenerator(model)
+    seg = next(gen.generate("hi", max_new_tokens=6, progress=False))
+    assert seg.codes.shape[0] == 2 and seg.num_tokens <= 6
