@@ -6,7 +6,9 @@ librosa (``tools/api.py``); soxr is a third band-limited resampler, so its outpu
 either. Measured against the fixture's torchaudio-resampled waves (16 kHz and 48 kHz → 44.1 kHz,
 ``tests/test_audio_io.py``): sample-wise max abs error 0.023, and on the log-mel bands lying below 80 %
 of the source's Nyquist frequency max 0.062 / mean 0.0012 nats; the bands near the source Nyquist
-differ more because the anti-alias filters roll off differently.
+differ more because the anti-alias filters roll off differently. Downstream, the fixture's tiny codec
+gives 98.8 % equal tokens from 48 kHz input and 60 % from 16 kHz input (where the encoder's top mel
+bands, 7.2-8 kHz, fall into those roll-offs).
 """
 
 from __future__ import annotations
