@@ -61,7 +61,7 @@ class EncodeSummary:
         return self.wall_seconds / self.audio_seconds if self.audio_seconds else float("nan")
 
     def line(self) -> str:
-        speed = f"RTF {self.rtf:.3f}, {1 / self.rtf:.1f}x real time" if self.audio_seconds else "RTF n/a"
+        speed = f"RTF {self.rtf:.3f}, {1 / self.rtf:.1f}x real time" if self.audio_seconds and self.rtf else "RTF n/a"
         extra = f", {self.skipped_existing} already encoded" if self.skipped_existing else ""
         return (f"encoded {self.done} file(s), {len(self.failed)} failed{extra} | {self.audio_seconds:.1f} s audio "
                 f"in {self.wall_seconds:.1f} s ({speed})")
@@ -96,14 +96,10 @@ def _single_output(src: Path, output) -> Path:
     return dst if dst.suffix == ".npy" else dst.with_suffix(".npy")  # the original also forces .npy
 
 
-def _encode_folder(codec, src: Path, out_root: Path, cfg: DictConfig) -> EncodeSummary:
+def _encode_folder(codec, src: Path, files: list[Path], out_root: Path, cfg: DictConfig) -> EncodeSummary:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    files = find_audio_files(src)
-    if not files:
-        raise InputError(f"no audio files under '{src}'", "supported: " + ", ".join(sorted(AUDIO_EXTENSIONS)),
-                         field="input")
     summary = EncodeSummary()
     start = time.perf_counter()
     columns = (TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -143,8 +139,12 @@ def run(cfg: DictConfig) -> int:
         if out_root.exists() and not out_root.is_dir():
             raise InputError(f"output '{out_root}' is a file but input '{src}' is a folder",
                              "pass output=<folder> for a folder input", field="output")
+        files = find_audio_files(src)
+        if not files:
+            raise InputError(f"no audio files under '{src}'",
+                             "supported: " + ", ".join(sorted(AUDIO_EXTENSIONS)), field="input")
         codec = load_codec(cfg)
-        summary = _encode_folder(codec, src, out_root, cfg)
+        summary = _encode_folder(codec, src, files, out_root, cfg)
         print(summary.line())
         for rel, why in summary.failed:
             print(f"failed: {rel}: {why}", file=sys.stderr)
