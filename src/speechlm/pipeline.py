@@ -257,27 +257,37 @@ class TTS:
     def _segments(self, text: str, reference: Reference | None, speaker: str | None, decoder: str,
                   sampling: dict, should_stop: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, object]]:
         """Generate and decode segment by segment; yields (audio (N,) float32, segment)."""
-        dec = self._decoder(decoder)
+        self._decoder(decoder)  # load before generating, so a missing checkpoint fails first
         prompt_texts = [reference.text] if reference is not None else []
         prompt_tokens = [torch.from_numpy(reference.codes)] if reference is not None else []
         ref_audio = torch.from_numpy(reference.audio) if reference is not None else None
-        noise_scale = float(self.cfg.get("noise_scale", 0.5))
         for seg in self.generator.generate(text, prompt_texts=prompt_texts, prompt_tokens=prompt_tokens,
                                            speaker=speaker, should_stop=should_stop, **sampling):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
-            # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
-            # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
-            n = dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size
-            codes = seg.codes % n
-            with torch.inference_mode():
-                if codes.shape[-1] == 0:
-                    wave = torch.zeros(0)
-                elif decoder == "vits":
-                    wave = dec.decode(codes, seg.text, ref_audio, noise_scale=noise_scale)
-                else:
-                    wave = dec.decode(codes)
-            yield wave.float().cpu().numpy().reshape(-1), seg
+            yield self.decode(seg.codes, seg.text, ref_audio, decoder=decoder), seg
+
+    def decode(self, codes: torch.Tensor, text: str | None = None, reference_audio: torch.Tensor | None = None, *,
+               decoder: str | None = None, noise_scale: float | None = None) -> np.ndarray:
+        """Decode generated codes (num_codebooks, T) to a (N,) float32 waveform at 44.1 kHz.
+
+        ``text`` and ``reference_audio`` ((N,) float32 at 44.1 kHz) are used by the VITS decoder.
+        """
+        decoder = self._check_decoder(decoder or self.default_decoder)
+        dec = self._decoder(decoder)
+        if codes.shape[-1] == 0:
+            return np.zeros(0, np.float32)
+        # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
+        # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
+        n = dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size
+        codes = codes % n
+        with torch.inference_mode():
+            if decoder == "vits":
+                ns = float(self.cfg.get("noise_scale", 0.5)) if noise_scale is None else float(noise_scale)
+                wave = dec.decode(codes, text or "", reference_audio, noise_scale=ns)
+            else:
+                wave = dec.decode(codes)
+        return wave.float().cpu().numpy().reshape(-1)
 
     def _prepare(self, text, reference, reference_audio, reference_text, normalize):
         if reference is None and reference_audio is not None:

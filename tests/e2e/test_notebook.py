@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("SPEECHLM_NOTEBOOK_TINY", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -14,7 +14,8 @@ import soundfile as sf
 from speechlm.errors import SpeechLMError
 
 ROOT = Path(__file__).resolve().parents[2]
-LONG_TEXT = "The first sentence is here. A second one follows it! And then a third, to be sure? Finally the end."
+LONG_TEXT = "The first sentence is here. A second one follows it! And then a third one?"
+FAST = dict(chunk_length=30, max_new_tokens=12)  # several short segments: quick on the tiny model
 
 
 def _voice(path: Path, seconds: float = 1.5, sr: int = 22050) -> Path:
@@ -53,7 +54,7 @@ def test_reference_cache_hit_on_second_use(tiny_tts, voice):
 
 
 def test_long_text_several_segments_and_takes(tiny_tts):
-    result = tiny_tts.synthesize(LONG_TEXT, chunk_length=30, num_samples=2, seed=3)
+    result = tiny_tts.synthesize(LONG_TEXT, num_samples=2, seed=3, **FAST)
     assert len(result.takes) == 2
     assert result.segments >= 2 * 3  # ≥ 3 segments per take
     assert result.takes[0] is result.audio
@@ -62,11 +63,11 @@ def test_long_text_several_segments_and_takes(tiny_tts):
 
 
 def test_stream_equals_synthesize(tiny_tts):
-    chunks = list(tiny_tts.stream(LONG_TEXT, chunk_length=30, seed=5))
+    chunks = list(tiny_tts.stream(LONG_TEXT, seed=5, **FAST))
     assert len(chunks) > 1
     assert [c.index for c in chunks] == list(range(len(chunks)))
     streamed = np.concatenate([c.audio for c in chunks])
-    whole = tiny_tts.synthesize(LONG_TEXT, chunk_length=30, seed=5).audio
+    whole = tiny_tts.synthesize(LONG_TEXT, seed=5, **FAST).audio
     np.testing.assert_array_equal(streamed, whole)
 
 
@@ -82,7 +83,7 @@ def test_cancel_stops_synthesis(tiny_tts):
     from speechlm.pipeline import Cancelled
 
     with pytest.raises(Cancelled):
-        tiny_tts.synthesize(LONG_TEXT, chunk_length=30, should_stop=lambda: True)
+        tiny_tts.synthesize(LONG_TEXT, should_stop=lambda: True, **FAST)
     # the pipeline is still usable afterwards
     assert len(tiny_tts.synthesize("Still fine.", seed=1).audio) > 0
 

@@ -109,10 +109,11 @@ def resolve_checkpoint(value: str | os.PathLike | None, slot: str, *, checkpoint
         return p
     if p.exists():
         raise CheckpointError(f"checkpoints.{slot}='{value}' is a folder, not a file", "point to the checkpoint file")
-    in_dir = Path(checkpoint_dir) / p.name
-    if in_dir.is_file():
-        return in_dir
     entry = lookup(value) or lookup(p.name)
+    for name in {p.name, entry.filename if entry else p.name}:
+        in_dir = Path(checkpoint_dir) / name
+        if in_dir.is_file():
+            return in_dir
     if entry is None:
         raise CheckpointError(
             f"checkpoints.{slot}='{value}' is neither an existing file nor an official checkpoint name",
