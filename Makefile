@@ -45,7 +45,7 @@ test-browser: install system-deps
 	$(PY) -m pytest -q -m browser
 
 demo: install
-	$(PY) infer.py task=tts text="Hello! This is speech lm, speaking with a cloned voice." output=out.wav
+	$(PY) infer.py task=tts text="Hello! This is speech L M, a voice cloning text to speech system." output=out.wav
 
 bench: install
 	$(PY) benchmarks/generate.py --preset dual_ar_2_codebook_small
