@@ -44,8 +44,11 @@ test-parity: install
 test-browser: install system-deps
 	$(PY) -m pytest -q -m browser
 
+# make demo [REFERENCE=ref.wav REFERENCE_TEXT="what it says"] [DEMO_TEXT="..."]
+DEMO_TEXT ?= Hello! This is speech L M, a voice cloning text to speech system.
 demo: install
-	$(PY) infer.py task=tts text="Hello! This is speech L M, a voice cloning text to speech system." output=out.wav
+	$(PY) infer.py task=tts text="$(DEMO_TEXT)" output=out.wav \
+	  $(if $(REFERENCE),reference="$(REFERENCE)" reference_text="$(REFERENCE_TEXT)")
 
 bench: install
 	$(PY) benchmarks/generate.py --preset dual_ar_2_codebook_small
