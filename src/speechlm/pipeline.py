@@ -225,7 +225,7 @@ class TTS:
             audio_bytes = p.read_bytes()
             what = f"reference audio '{p}'"
         wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds,
-                          what=what)
+                          what=what, limit_key="max_reference_seconds")
         codec = self._get_codec(with_vocoder=False)
         key = content_key(audio_bytes, str(text), self._codec_id)
         codes = self.cache.get(key)
