@@ -35,6 +35,19 @@ def test_docs_page_and_openapi_list_every_endpoint(client):
     assert set(paths["/v1/health"]) == {"get", "post"}
 
 
+def test_docs_page_works_offline(client):
+    """The page's Swagger UI comes from this server, not a CDN (so it renders without internet)."""
+    import re
+
+    page = client.get("/").text
+    assert "cdn." not in page and "https://" not in page.split("<body")[0]
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', page)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+
+
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
 def test_invoke_returns_decodable_audio(client, fmt):
     r = client.post("/v1/invoke", json={"text": "Hello world.", "format": fmt, "seed": 1})

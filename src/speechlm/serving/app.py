@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -167,8 +167,9 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
         finally:
             pool.stop()
 
-    app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url="/", redoc_url=None,
+    app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
+    _install_docs(app)
     app.state.server = ServerState(settings, pool, store)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -190,3 +191,27 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
                           operation_id=f"health_{method.lower()}")
 
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``GET /``: the interactive OpenAPI page, with Swagger UI served from the installed package.
+
+    FastAPI's default page loads Swagger UI from a CDN, which leaves a blank page on machines
+    without internet; ``swagger-ui-bundle-v2`` ships the same files.
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — try it",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+    app.add_api_route("/", docs, methods=["GET"], include_in_schema=False)
