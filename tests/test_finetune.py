@@ -18,7 +18,8 @@ import soundfile as sf
 import torch
 
 from speechlm.data.vits import VITSData, collate_vits, scan_labelled_audio
-from speechlm.errors import InputError
+from speechlm.errors import CheckpointError, InputError
+from speechlm.models.text2semantic.loading import compose_preset, load_text2semantic
 from speechlm.testing.tiny import make_tiny_checkpoints, tiny_overrides
 from speechlm.text.tokenizer import build_tokenizer
 
@@ -86,6 +87,8 @@ def test_finetune_then_infer_with_speaker(dataset, tmp_path):
     lora_ckpt = t2s_run / "checkpoints" / "last.ckpt"
     saved = torch.load(lora_ckpt, weights_only=False)
     assert saved["global_step"] == 2 and all("lora_" in k for k in saved["state_dict"])
+    with pytest.raises(CheckpointError, match="task=merge_lora"):  # adapters alone are not an inference file
+        load_text2semantic(compose_preset("tiny"), lora_ckpt)
 
     merged = tmp_path / "alice-t2s.pth"
     _run("infer.py", ["task=merge_lora", "model/text2semantic=tiny", f"checkpoints.text2semantic={tiny['text2semantic']}",

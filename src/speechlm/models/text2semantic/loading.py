@@ -91,6 +91,10 @@ def load_text2semantic(model_cfg: DictConfig | Mapping, path: str | os.PathLike,
         what = f"a {kind}" if kind else "not a text2semantic"
         raise CheckpointError(f"'{path}' is {what} checkpoint" + ("" if kind is None else ", not a text2semantic one"),
                               "pass the text2semantic-sft-*-v1.1-4k.pth file to checkpoints.text2semantic")
+    if all("lora_" in k for k in sd):
+        raise CheckpointError(f"'{path}' holds LoRA adapters only (a LoRA fine-tune checkpoint)",
+                              f"merge them into the base model first: python infer.py task=merge_lora "
+                              f"lora_weight={path} output=<merged>.pth, then checkpoints.text2semantic=<merged>.pth")
     if any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in sd.values()):
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     load_strict(model, sd, expected_kind="text2semantic", config_name=_config_label(model_cfg), path=Path(path))
