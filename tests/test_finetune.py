@@ -8,6 +8,7 @@ both fine-tuned files.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ import torch
 
 from speechlm.data.vits import VITSData, collate_vits, scan_labelled_audio
 from speechlm.errors import CheckpointError, InputError
-from speechlm.models.text2semantic.loading import compose_preset, load_text2semantic
+from speechlm.models.text2semantic.lit_module import TextToSemantic
+from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset, load_text2semantic
 from speechlm.testing.tiny import make_tiny_checkpoints, tiny_overrides
 from speechlm.text.tokenizer import build_tokenizer
 
@@ -51,7 +53,7 @@ def dataset(tmp_path_factory) -> Path:
 
 def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     r = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=300,
-                       cwd=cwd, env={**__import__("os").environ, "WANDB_MODE": "offline"})
+                       cwd=cwd, env={**os.environ, "WANDB_MODE": "offline"})
     assert r.returncode == 0, f"{script} {' '.join(args)}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 
@@ -87,12 +89,17 @@ def test_finetune_then_infer_with_speaker(dataset, tmp_path):
     lora_ckpt = t2s_run / "checkpoints" / "last.ckpt"
     saved = torch.load(lora_ckpt, weights_only=False)
     assert saved["global_step"] == 2 and all("lora_" in k for k in saved["state_dict"])
+    resumed = TextToSemantic(build_text2semantic(compose_preset("tiny"), "cpu"), optimizer=torch.optim.AdamW,
+                             lora_config=saved["hyper_parameters"]["lora_config"])
+    resumed.on_load_checkpoint(saved)  # resume_from=<lora ckpt>: base weights come from init_from
+    resumed.load_state_dict(saved["state_dict"], strict=True)
     with pytest.raises(CheckpointError, match="task=merge_lora"):  # adapters alone are not an inference file
         load_text2semantic(compose_preset("tiny"), lora_ckpt)
 
     merged = tmp_path / "alice-t2s.pth"
-    _run("infer.py", ["task=merge_lora", "model/text2semantic=tiny", f"checkpoints.text2semantic={tiny['text2semantic']}",
-                      f"lora_weight={lora_ckpt}", f"output={merged}", "log_level=WARNING"], tmp_path)
+    _run("infer.py", ["task=merge_lora", "model/text2semantic=tiny",
+                      f"checkpoints.text2semantic={tiny['text2semantic']}", f"lora_weight={lora_ckpt}",
+                      f"output={merged}", "log_level=WARNING"], tmp_path)
     base = torch.load(tiny["text2semantic"], weights_only=True)
     new = torch.load(merged, weights_only=True)
     assert set(new) == {k for k in base if k.startswith("model.")}

@@ -64,6 +64,15 @@ class TextToSemantic(L.LightningModule):
             for k in [k for k in sd if "lora" not in k]:
                 del sd[k]
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Resuming a LoRA run: the file has the adapters only, the base weights are the ones
+        # ``init_from`` loaded before ``fit`` (so resume with the same base checkpoint).
+        if self.lora_config:
+            sd = checkpoint["state_dict"]
+            for k, v in self.state_dict().items():
+                if "lora_" not in k:
+                    sd.setdefault(k, v)
+
     def configure_optimizers(self):
         decay, no_decay = [], []
         for name, p in self.named_parameters():
