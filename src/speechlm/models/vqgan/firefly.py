@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 
+from speechlm.models.hifigan_inference import (conv_cl, from_channels_last, to_channels_last, upsample_stack_cl,
+                                               use_fast_path)
 from speechlm.models.vqgan.convnext import ChannelsFirstLayerNorm, ConvNeXtBlock
 
 
@@ -188,11 +190,21 @@ class HiFiGANGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, num_mels, T)`` -> ``(B, 1, T * hop_length)``."""
+        if self.fast_inference and use_fast_path(x, self):
+            return self._forward_inference(x)
         inplace = not torch.is_grad_enabled()  # x is always a fresh activation here
         x = self.conv_pre(x)
         for up, block in zip(self.ups, self.resblocks):
             x = block(up(F.silu(x, inplace=inplace)))
         return torch.tanh(self.conv_post(F.silu(x, inplace=inplace)))
+
+    fast_inference = True  # channels-last no-grad CPU path (set False to time the plain path)
+
+    def _forward_inference(self, x: Tensor) -> Tensor:
+        """``forward`` without autograd: channels-last, in place (see :mod:`speechlm.models.hifigan_inference`)."""
+        x = upsample_stack_cl(to_channels_last(self.conv_pre(x)), self.ups,
+                              [block.blocks for block in self.resblocks], F.silu)
+        return from_channels_last(torch.tanh_(conv_cl(F.silu(x, inplace=True), self.conv_post)))
 
 
 class FireflyVocoder(nn.Module):
