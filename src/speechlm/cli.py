@@ -183,7 +183,8 @@ def _one_line(e: BaseException) -> str:
 
 USAGE = """usage: python infer.py task=<name> [key=value ...] [original flags]
 
-tasks: generate, encode, decode, tts, download, serve, webui
+tasks: tts, generate, encode, decode, download, serve, webui, merge_lora
+training: python train.py experiment=<text2semantic_finetune|vits_finetune|vqgan_finetune|firefly_finetune> data.root=DIR
 examples:
   python infer.py task=tts text="Hello there." reference=ref.wav reference_text="..." output=out.wav
   python infer.py task=generate text="Hi" prompt_tokens=fake.npy num_samples=2
