@@ -112,6 +112,8 @@ def test_bad_inputs_one_line(ckpt, codes, tmp_path, capsys):
         "max_new_tokens": [*b, "text=hi", "max_new_tokens=-3"],
         "num_samples": [*b, "text=hi", "num_samples=0"],
         "does not match config": [*b, "text=hi", "model/text2semantic=dual_ar_2_codebook_small"],
+        "max_text_length": [*b, "text=" + "a" * 10001],
+        "not a folder": [*base(ckpt, bad_npy), "text=hi"],  # output_dir is an existing file
     }
     if os.geteuid() != 0:  # root can write anywhere
         cases["writable"] = [*base(ckpt, ro / "sub"), "text=hi"]

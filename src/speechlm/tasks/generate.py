@@ -51,6 +51,10 @@ def run(cfg: DictConfig) -> list[Path]:
     text = cfg.get("text")
     if text is None or not str(text).strip():
         raise InputError("text is empty", "pass the text to speak: text=\"Hello\"", field="text")
+    limit = cfg.get("max_text_length")
+    if limit and len(str(text)) > int(limit):
+        raise InputError(f"text is {len(str(text))} characters, more than max_text_length={limit}",
+                         "split it into several runs or raise max_text_length", field="text")
     prompt_texts = as_list(cfg.get("prompt_text"), "prompt_text")
     token_files = as_list(cfg.get("prompt_tokens"), "prompt_tokens")
     if len(prompt_texts) != len(token_files):

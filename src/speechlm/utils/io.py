@@ -16,6 +16,8 @@ from speechlm.errors import InputError
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
     """Create ``path`` if needed and check that files can be written in it."""
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} '{p}' is a file, not a folder", "choose a folder path")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
