@@ -138,13 +138,14 @@ def _threads(n: int | None):
 
 
 def auto_decode_threads(device: torch.device) -> int | None:
-    """Threads for per-token steps: 1 on small CPUs, else torch's default (None).
+    """Threads for per-token steps: torch's default (all cores).
 
-    A batch-1 step is a chain of memory-bound matrix-vector products and ~1000 small ops; on a 2-core
-    machine one thread already saturates memory bandwidth, and a second only adds synchronisation per op
-    (measured 2-4x slower under load; see experiments/generation_speed).
+    On an idle 2-core machine two threads nearly double the matrix-vector bandwidth a step can use
+    (small fp32: 32 vs 19 tokens/s eager). On a machine crowded by other jobs one thread can be faster
+    (OpenMP barriers wait for descheduled threads); pass ``decode_threads=1`` to
+    :class:`SemanticGenerator` there. See experiments/generation_speed.
     """
-    return 1 if device.type == "cpu" and torch.get_num_threads() <= 4 else None
+    return None
 
 
 def _decode_loop(model, step, cur, input_pos, history, budget, t, sampling, eos_id, im_end_id, on_column,
