@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from common import count_flops, profile, speechlike  # noqa: E402  (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -51,10 +52,6 @@ def matmul_bound(n: int = 2048, repeats: int = 10) -> tuple[float, float]:
     return 2 * n**3 / min(walls), 2 * n**3 / min(cpus)
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def measure(fn: Callable[[], object], repeats: int) -> dict:
@@ -73,26 +70,8 @@ def measure(fn: Callable[[], object], repeats: int) -> dict:
             "bound_wall": max(b for b, _ in bound), "bound_cpu": max(c for _, c in bound)}
 
 
-def profile(name: str, fn: Callable[[], object], top: int = 12) -> None:
-    """Print where one run spends its CPU time, by operator."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-        fn()
-    print(f"\n### {name}\n```")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=40))
-    print("```")
 
 
-def speechlike(seconds: float, seed: int = 0) -> torch.Tensor:
-    """(N,) voiced harmonics with a syllable envelope and a little noise (timing does not depend on content)."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(int(seconds * SR), dtype=torch.float64) / SR
-    phase = 2 * math.pi * torch.cumsum(120 + 30 * torch.sin(2 * math.pi * 1.3 * t), 0) / SR
-    wave = sum(torch.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t) ** 2)
-    wave = 0.3 * wave / wave.abs().max() + 0.003 * torch.randn(len(t), generator=g, dtype=torch.float64)
-    return wave.float()
 
 
 def build(area: str):

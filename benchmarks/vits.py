@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from common import count_flops, profile, speechlike  # noqa: E402  (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -47,10 +48,6 @@ def matmul_bound(n: int = 2048, repeats: int = 3) -> float:
     return 2 * n**3 / best
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def time_against_bound(fn: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
@@ -65,24 +62,8 @@ def time_against_bound(fn: Callable[[], object], repeats: int) -> list[tuple[flo
     return rounds
 
 
-def profile(name: str, fn: Callable[[], object], top: int = 15) -> None:
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    print(f"\n### {name}\n```")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=40))
-    print("```")
 
 
-def speechlike(seconds: float, seed: int = 0) -> torch.Tensor:
-    """(N,) voiced harmonics with a syllable envelope (timing does not depend on content)."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(int(seconds * SR), dtype=torch.float64) / SR
-    phase = 2 * math.pi * torch.cumsum(120 + 30 * torch.sin(2 * math.pi * 1.3 * t), 0) / SR
-    wave = sum(torch.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t) ** 2)
-    return (0.3 * wave / wave.abs().max() + 0.003 * torch.randn(len(t), generator=g, dtype=torch.float64)).float()
 
 
 def row(name: str, seconds: float, wall: float, flops: int, bound: float) -> dict:
