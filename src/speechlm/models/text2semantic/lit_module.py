@@ -56,6 +56,7 @@ class TextToSemantic(L.LightningModule):
                                   f"{len(unexpected)} unexpected, {len(bad)} wrong-shape keys "
                                   f"(e.g. {(missing + unexpected + bad)[:3]})",
                                   "choose the model/text2semantic preset of that checkpoint")
+        # Every key was checked above; only the freshly initialised LoRA adapters may be absent.
         self.model.load_state_dict(sd, strict=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
