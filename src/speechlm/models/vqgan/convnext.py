@@ -63,3 +63,10 @@ class ConvNeXtBlock(nn.Module):
         if self.gamma is not None:
             y = self.gamma * y
         return x + drop_path(y.transpose(1, 2), self.drop_path, self.training)
+
+
+def init_conv_linear(m: nn.Module) -> None:
+    """The v1.1 initialisation of ConvNeXt-style stacks: truncated normal (std 0.02) weights, zero biases."""
+    if isinstance(m, (nn.Conv1d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)

@@ -18,7 +18,7 @@ from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 
 from speechlm.models.hifigan_inference import (conv_cl, from_channels_last, to_channels_last, upsample_stack_cl,
                                                use_fast_path)
-from speechlm.models.vqgan.convnext import ChannelsFirstLayerNorm, ConvNeXtBlock
+from speechlm.models.vqgan.convnext import ChannelsFirstLayerNorm, ConvNeXtBlock, init_conv_linear
 
 
 def _same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -59,13 +59,7 @@ class ConvNeXtEncoder(nn.Module):
             ]))
         self.norm = ChannelsFirstLayerNorm(dims[-1])
         self.kernel_size = kernel_size
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, (nn.Conv1d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+        self.apply(init_conv_linear)
 
     @property
     def receptive_frames(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from speechlm.models.vqgan.convnext import ConvNeXtBlock
+from speechlm.models.vqgan.convnext import ConvNeXtBlock, init_conv_linear
 
 
 def round_ste(z: Tensor) -> Tensor:
@@ -190,13 +190,7 @@ class DownsampleFiniteScalarQuantize(nn.Module):
             nn.Sequential(nn.ConvTranspose1d(dims[i + 1], dims[i], f, stride=f), ConvNeXtBlock(dims[i]))
             for i, f in reversed(list(enumerate(downsample_factor)))
         ])
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, (nn.Conv1d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+        self.apply(init_conv_linear)
 
     @property
     def total_factor(self) -> int:
