@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from speechlm.text.clean import clean_text
 
@@ -21,8 +21,8 @@ def utf8_len(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def _break_at(pieces: Iterable[str], length: int, marks: set[str]) -> Iterator[str]:
-    """Cut every piece longer than ``length`` bytes after each character in ``marks``."""
+def _break(pieces: Iterable[str], length: int, cut_after: Callable[[str, str], bool]) -> Iterator[str]:
+    """Cut every piece longer than ``length`` bytes wherever ``cut_after(running_piece, char)`` says."""
     for piece in pieces:
         if utf8_len(piece) <= length:
             yield piece
@@ -30,27 +30,21 @@ def _break_at(pieces: Iterable[str], length: int, marks: set[str]) -> Iterator[s
         cur = ""
         for ch in piece:
             cur += ch
-            if ch in marks:
+            if cut_after(cur, ch):
                 yield cur
                 cur = ""
         if cur:
             yield cur
+
+
+def _break_at(pieces: Iterable[str], length: int, marks: set[str]) -> Iterator[str]:
+    """Cut every piece longer than ``length`` bytes after each character in ``marks``."""
+    return _break(pieces, length, lambda cur, ch: ch in marks)
 
 
 def _break_by_length(pieces: Iterable[str], length: int) -> Iterator[str]:
     """Cut every piece longer than ``length`` bytes as soon as the running piece reaches it."""
-    for piece in pieces:
-        if utf8_len(piece) <= length:
-            yield piece
-            continue
-        cur = ""
-        for ch in piece:
-            cur += ch
-            if utf8_len(cur) >= length:
-                yield cur
-                cur = ""
-        if cur:
-            yield cur
+    return _break(pieces, length, lambda cur, ch: utf8_len(cur) >= length)
 
 
 def _keep(segment: str, out: list[str]) -> None:

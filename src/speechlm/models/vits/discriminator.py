@@ -10,6 +10,17 @@ from speechlm.models.vits.hifigan import LRELU_SLOPE
 from speechlm.models.vits.weight_norm import weight_norm
 
 
+def _run_stack(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack + output conv: (flattened logits, every feature map)."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into ``(T / period, period)`` and runs 2-D convs along time."""
 
@@ -33,13 +44,7 @@ class PeriodDiscriminator(nn.Module):
             x = F.pad(x, (0, n_pad), "reflect")
             t += n_pad
         x = x.view(b, c, t // self.period, self.period)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _run_stack(self.convs, self.conv_post, x)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -58,13 +63,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x: (B, 1, T) → logits (B, N) and the feature maps."""
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _run_stack(self.convs, self.conv_post, x)
 
 
 class EnsembledDiscriminator(nn.Module):
