@@ -77,7 +77,7 @@ def measure(fn: Callable[[], object], repeats: int) -> dict:
 def build(area: str):
     from hydra.utils import instantiate
 
-    from speechlm.cli import compose
+    from speechlm.config import compose
 
     cfg = compose("infer", PRESETS)
     net = instantiate(cfg.model[area]).eval()
@@ -175,7 +175,7 @@ def _rss_mib() -> float:
 
 def memory_probe(stage: str, seconds: float, folder: str) -> None:
     """Run in a child process: peak RSS of one long encode or decode through ``VQGANCodec``."""
-    from speechlm.cli import compose
+    from speechlm.config import compose
     from speechlm.inference.codec import VQGANCodec
 
     torch.set_grad_enabled(False)

@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from speechlm.config import compose_preset  # noqa: E402
 from speechlm.inference.decode import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
-from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset  # noqa: E402
+from speechlm.models.text2semantic.loading import build_text2semantic  # noqa: E402
 from speechlm.text.prompt import encode_prompt  # noqa: E402
 from speechlm.text.tokenizer import build_tokenizer  # noqa: E402
 
@@ -33,7 +34,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away 
 
 
 def random_model(preset: str, dtype: torch.dtype, max_seq_len: int):
-    model = build_text2semantic(compose_preset(preset, [f"config.max_seq_len={max_seq_len}"]), "meta")
+    model = build_text2semantic(compose_preset("text2semantic", preset, [f"config.max_seq_len={max_seq_len}"]), "meta")
     model = model.to_empty(device="cpu")
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

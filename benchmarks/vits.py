@@ -81,7 +81,7 @@ def random_official_synthesizer(folder: Path):
     """A ``VITSSynthesizer`` at the official size with random weights, written and loaded like the real file."""
     from hydra.utils import instantiate
 
-    from speechlm.cli import compose
+    from speechlm.config import compose
     from speechlm.inference.vits import VITSSynthesizer
 
     cfg = compose("train", ["lit=vits", "model/vits=vits_decoder_v1_1"])

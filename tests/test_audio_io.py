@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from speechlm.audio.io import encode_audio, load_audio, resample, save_audio
-from speechlm.cli import compose
+from speechlm.config import compose
 from speechlm.errors import AudioError, InputError
 
 SR = 44100

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from speechlm.cli import CONFIG_DIR, compose
+from speechlm.config import CONFIG_DIR, compose
 
 MODEL_PRESETS = sorted(p.relative_to(CONFIG_DIR / "model").with_suffix("").as_posix()
                        for p in (CONFIG_DIR / "model").glob("*/*.yaml"))

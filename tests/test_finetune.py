@@ -18,10 +18,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from speechlm.config import compose_preset
 from speechlm.data.vits import VITSData, collate_vits, scan_labelled_audio
 from speechlm.errors import CheckpointError, InputError
 from speechlm.models.text2semantic.lit_module import TextToSemantic
-from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset, load_text2semantic
+from speechlm.models.text2semantic.loading import build_text2semantic, load_text2semantic
 from speechlm.testing.tiny import make_tiny_checkpoints, tiny_overrides
 from speechlm.text.tokenizer import build_tokenizer
 
@@ -89,12 +90,12 @@ def test_finetune_then_infer_with_speaker(dataset, tmp_path):
     lora_ckpt = t2s_run / "checkpoints" / "last.ckpt"
     saved = torch.load(lora_ckpt, weights_only=False)
     assert saved["global_step"] == 2 and all("lora_" in k for k in saved["state_dict"])
-    resumed = TextToSemantic(build_text2semantic(compose_preset("tiny"), "cpu"), optimizer=torch.optim.AdamW,
+    resumed = TextToSemantic(build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu"), optimizer=torch.optim.AdamW,
                              lora_config=saved["hyper_parameters"]["lora_config"])
     resumed.on_load_checkpoint(saved)  # resume_from=<lora ckpt>: base weights come from init_from
     resumed.load_state_dict(saved["state_dict"], strict=True)
     with pytest.raises(CheckpointError, match="task=merge_lora"):  # adapters alone are not an inference file
-        load_text2semantic(compose_preset("tiny"), lora_ckpt)
+        load_text2semantic(compose_preset("text2semantic", "tiny"), lora_ckpt)
 
     merged = tmp_path / "alice-t2s.pth"
     _run("infer.py", ["task=merge_lora", "model/text2semantic=tiny",

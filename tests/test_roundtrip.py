@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speechlm.audio.io import load_audio
-from speechlm.cli import compose
+from speechlm.config import compose
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

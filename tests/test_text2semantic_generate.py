@@ -9,7 +9,7 @@ import torch
 from speechlm.errors import InputError
 from speechlm.inference.decode import generate_columns
 from speechlm.inference.text2semantic import GenerationCancelled, SemanticGenerator, select_context
-from speechlm.models.text2semantic.loading import compose_preset
+from speechlm.config import compose_preset
 from speechlm.testing.tiny_text2semantic import make_tiny_text2semantic
 from speechlm.text.prompt import encode_prompt
 
@@ -17,7 +17,7 @@ from speechlm.text.prompt import encode_prompt
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory):
     path = make_tiny_text2semantic(tmp_path_factory.mktemp("t2s"))
-    return SemanticGenerator.from_config(compose_preset("tiny"), path, device="cpu", dtype=torch.float32)
+    return SemanticGenerator.from_config(compose_preset("text2semantic", "tiny"), path, device="cpu", dtype=torch.float32)
 
 
 def _codes(gen, frames=10, rows=None):
@@ -140,7 +140,7 @@ def test_generate_columns_budget_and_stop(gen):
 @pytest.mark.slow
 def test_compiled_step_matches_eager_and_does_not_recompile(tmp_path):
     path = make_tiny_text2semantic(tmp_path)
-    cfg = compose_preset("tiny")
+    cfg = compose_preset("text2semantic", "tiny")
     eager = SemanticGenerator.from_config(cfg, path)
     compiled = SemanticGenerator.from_config(cfg, path, compile=True)
     prompt = encode_prompt(eager.tokenizer, "hello there", bos=True, num_codebooks=eager.num_codebooks)
@@ -160,7 +160,7 @@ def test_compiled_step_matches_eager_and_does_not_recompile(tmp_path):
 def test_naive_transformer_generates():
     from speechlm.models.text2semantic.loading import build_text2semantic
 
-    cfg = compose_preset("naive_2_codebook_small", ["config.n_layer=1", "config.n_head=2", "config.dim=32",
+    cfg = compose_preset("text2semantic", "naive_2_codebook_small", ["config.n_layer=1", "config.n_head=2", "config.dim=32",
                                                     "config.vocab_size=264", "config.codebook_size=40",
                                                     "config.max_seq_len=64"])
     torch.manual_seed(0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from speechlm.config import compose_preset
 from speechlm.errors import CheckpointError
-from speechlm.models.text2semantic.loading import compose_preset, load_text2semantic
+from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.testing.tiny_text2semantic import make_tiny_text2semantic
 
 
@@ -17,7 +18,7 @@ def tiny_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_cfg():
-    return compose_preset("tiny")
+    return compose_preset("text2semantic", "tiny")
 
 
 def _bare(path):
@@ -76,7 +77,7 @@ def test_wrong_kind_is_one_line(tiny_cfg, tmp_path):
 
 
 def test_config_mismatch_names_the_problem(tiny_file):
-    small = compose_preset("dual_ar_2_codebook_small")
+    small = compose_preset("text2semantic", "dual_ar_2_codebook_small")
     with pytest.raises(CheckpointError) as e:
         load_text2semantic(small, tiny_file)
     msg = str(e.value)

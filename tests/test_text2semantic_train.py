@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from speechlm.config import compose_preset
 from speechlm.data.text2semantic import IGNORE, SemanticPairs, TextToSemanticData, collate, scan_folder
 from speechlm.errors import InputError
 from speechlm.models.text2semantic.lit_module import TextToSemantic
-from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset
+from speechlm.models.text2semantic.loading import build_text2semantic
 from speechlm.models.text2semantic.lora import merge_lora, setup_lora
 from speechlm.testing.tiny_text2semantic import make_tiny_text2semantic
 from speechlm.text.prompt import encode_prompt
@@ -80,7 +81,7 @@ def test_missing_folder_is_clear(tmp_path):
 
 def test_training_step_decreases_loss(data_dir):
     torch.manual_seed(0)
-    model = build_text2semantic(compose_preset("tiny"), "cpu")
+    model = build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu")
     lit = TextToSemantic(model, optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3))
     dm = TextToSemanticData(str(data_dir), num_codebooks=2, codebook_size=40, batch_size=6, prompt_prob=0.0)
     dm.setup()
@@ -101,7 +102,7 @@ def test_training_step_decreases_loss(data_dir):
 
 def test_lora_only_adapters_train_and_merge_is_exact(data_dir):
     torch.manual_seed(0)
-    model = build_text2semantic(compose_preset("tiny"), "cpu").eval()
+    model = build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu").eval()
     base_keys = set(model.state_dict())
     setup_lora(model, r=2, lora_alpha=4)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

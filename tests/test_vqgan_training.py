@@ -81,7 +81,7 @@ def test_firefly_lit_fast_dev_run_and_checkpoint(tmp_path, audio_dir):
 @pytest.mark.parametrize("experiment,lit_cls", [("vqgan_finetune", VQGANLit), ("firefly_finetune", FireflyLit)])
 def test_training_configs_compose(experiment, lit_cls, audio_dir):
     """``train.py experiment=...`` composes the lit/data groups around the same model presets as inference."""
-    from speechlm.cli import compose
+    from speechlm.config import compose
 
     cfg = compose("train", [f"experiment={experiment}", "model/vqgan=tiny", "model/firefly=tiny",
                             f"data.root={audio_dir}"])

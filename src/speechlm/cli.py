@@ -11,10 +11,10 @@ import logging
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+from speechlm.config import CONFIG_DIR, compose, quote
+
 
 # Keys whose values are free text or paths: quoted automatically unless already Hydra syntax.
 FREE_TEXT_KEYS = {
@@ -51,12 +51,6 @@ log = logging.getLogger("speechlm")
 
 class UsageError(Exception):
     """Bad command-line syntax."""
-
-
-def quote(value: str) -> str:
-    """Quote a string for a Hydra override value (OmegaConf interpolations escaped)."""
-    value = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
-    return f"'{value}'"
 
 
 def _is_hydra_literal(v: str) -> bool:
@@ -149,17 +143,6 @@ def translate_args(argv: Sequence[str]) -> tuple[list[str], str | None, bool]:
     if decoder_ckpt is not None:
         overrides.append(f"checkpoints.{'vits' if decoder == 'vits' else 'vqgan'}={quote(decoder_ckpt)}")
     return overrides, config_name, print_cfg
-
-
-def compose(config_name: str, overrides: Sequence[str]):
-    """Compose ``configs/<config_name>.yaml`` with overrides (Hydra compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def _setup_logging(level: str = "INFO") -> None:
@@ -260,3 +243,13 @@ def main(argv: Sequence[str] | None = None, default_config: str = "infer",
         print(f"error: internal error ({type(e).__name__}: {_one_line(e)[:300]}) — rerun with SPEECHLM_DEBUG=1 "
               "for the traceback and report it", file=sys.stderr)
         return 1
+
+
+def infer_main() -> None:
+    """Console script ``speechlm`` (= ``python infer.py``)."""
+    sys.exit(main(default_config="infer"))
+
+
+def train_main() -> None:
+    """Console script ``speechlm-train`` (= ``python train.py``)."""
+    sys.exit(main(default_config="train"))

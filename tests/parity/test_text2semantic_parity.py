@@ -12,9 +12,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from speechlm.config import compose_preset
 from speechlm.inference.decode import generate_columns
 from speechlm.inference.sampling import apply_repetition_penalty, logits_to_probs, repetition_window
-from speechlm.models.text2semantic.loading import build_text2semantic, compose_preset, load_text2semantic
+from speechlm.models.text2semantic.loading import build_text2semantic, load_text2semantic
 from speechlm.models.text2semantic.lora import setup_lora
 from speechlm.text.clean import clean_text
 from speechlm.text.prompt import CODE_OFFSET, encode_prompt
@@ -139,7 +140,7 @@ def test_manifest_keys_and_shapes(ref, which):
         pytest.fail(f"{path} missing")
     man = _json(path)
     args = man["model_args_after_post_init"]
-    cfg = compose_preset(man["config_name"], [f"config.max_seq_len={args['max_seq_len']}"])
+    cfg = compose_preset("text2semantic", man["config_name"], [f"config.max_seq_len={args['max_seq_len']}"])
     model = build_text2semantic(cfg, "meta")
     assert type(model).__name__ == man["model_class"]
     assert model.config.to_dict() == args

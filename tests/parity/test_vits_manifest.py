@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from speechlm.cli import compose
+from speechlm.config import compose
 
 pytestmark = pytest.mark.parity
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig
 
-from speechlm.cli import compose, quote
+from speechlm.config import compose, quote
 
 
 def make_tiny_checkpoints(folder: str | os.PathLike, seed: int = 0) -> dict[str, Path]:

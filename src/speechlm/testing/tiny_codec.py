@@ -15,20 +15,15 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from speechlm.config import compose_preset
+
 VQGAN_FILE = "tiny-vqgan.pth"
 FIREFLY_FILE = "tiny-firefly.ckpt"
 
 
 def compose_model_preset(area: str, name: str = "tiny"):
-    """``configs/model/<area>/<name>.yaml`` composed alone (defaults resolved)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from speechlm.cli import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR / "model" / area), version_base="1.3"):
-        return compose(config_name=name)
+    """``model/<area>/<name>.yaml`` composed alone (defaults resolved)."""
+    return compose_preset(area, name)
 
 
 @torch.no_grad()

@@ -12,9 +12,9 @@ FILENAME = "text2semantic-tiny.pth"
 
 def tiny_text2semantic_config():
     """The ``configs/model/text2semantic/tiny.yaml`` preset, composed."""
-    from speechlm.models.text2semantic.loading import compose_preset
+    from speechlm.config import compose_preset
 
-    return compose_preset("tiny")
+    return compose_preset("text2semantic", "tiny")
 
 
 def make_tiny_text2semantic(folder: str | os.PathLike, seed: int = 0) -> Path:

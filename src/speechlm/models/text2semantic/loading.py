@@ -45,18 +45,6 @@ def text2semantic_state_dict(raw: Mapping) -> dict:
     return fuse_split_qkv(sd)
 
 
-def compose_preset(name: str, overrides=()) -> DictConfig:
-    """Compose one ``configs/model/text2semantic/<name>.yaml`` preset alone (defaults resolved)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from speechlm.cli import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR / "model" / "text2semantic"), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
-
-
 def build_text2semantic(model_cfg: DictConfig | Mapping, device: torch.device | str = "meta") -> BaseTransformer:
     """Instantiate the network described by ``model_cfg`` (a ``model/text2semantic`` preset) on ``device``."""
     cfg = model_cfg if isinstance(model_cfg, DictConfig) else OmegaConf.create(dict(model_cfg))
