@@ -117,7 +117,7 @@ def bench_vits(seconds: float, repeats: int, bound: float) -> list[dict]:
     """VITS decode at the official size (random weights): codes + text + a cached reference -> waveform."""
     from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 
-    from speechlm.inference.vits import VITSSynthesizer
+    from speechlm.stages.decode import VITSSynthesizer
 
     net, _ = build("vits")
     for m in net.modules():  # inference folds weight norm at load; do the same for the random weights
@@ -176,7 +176,7 @@ def _rss_mib() -> float:
 def memory_probe(stage: str, seconds: float, folder: str) -> None:
     """Run in a child process: peak RSS of one long encode or decode through ``VQGANCodec``."""
     from speechlm.config import compose
-    from speechlm.inference.codec import VQGANCodec
+    from speechlm.stages.codec import VQGANCodec
 
     torch.set_grad_enabled(False)
     cfg = compose("infer", PRESETS)
@@ -204,9 +204,9 @@ def memory_probe(stage: str, seconds: float, folder: str) -> None:
 
 def bench_memory(seconds_list: list[float]) -> list[dict]:
     try:
-        from speechlm.inference.codec import VQGANCodec  # noqa: F401
+        from speechlm.stages.codec import VQGANCodec  # noqa: F401
     except ImportError:
-        print("memory: speechlm.inference.codec.VQGANCodec not available yet; skipped")
+        print("memory: speechlm.stages.codec.VQGANCodec not available yet; skipped")
         return []
     out = []
     with tempfile.TemporaryDirectory() as folder:

@@ -82,7 +82,7 @@ def random_official_synthesizer(folder: Path):
     from hydra.utils import instantiate
 
     from speechlm.config import compose
-    from speechlm.inference.vits import VITSSynthesizer
+    from speechlm.stages.decode import VITSSynthesizer
 
     cfg = compose("train", ["lit=vits", "model/vits=vits_decoder_v1_1"])
     path = folder / "vits-random.ckpt"

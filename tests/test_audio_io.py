@@ -309,7 +309,7 @@ def test_soxr_tokens_against_torchaudio_route(reference_dir):
     bands (7.2-8 kHz) sit in the two anti-alias filters' different roll-offs, and the tiny random codec is
     sensitive to exactly those bands, so many tokens move (a property of the input, not a bug).
     """
-    from speechlm.inference.codec import VQGANCodec
+    from speechlm.stages.codec import VQGANCodec
 
     data, model_sr, _, _ = _mel_setup(reference_dir)
     mel_cfg = json.loads((reference_dir / "vqgan" / "tiny" / "config.json").read_text())["vqgan"]

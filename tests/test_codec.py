@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechlm.errors import AudioError, InputError
-from speechlm.inference.codec import VQGANCodec
+from speechlm.stages.codec import VQGANCodec
 from speechlm.testing.tiny_codec import compose_model_preset, make_tiny_firefly, make_tiny_vqgan
 from speechlm.utils.device import seed_everything
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechlm.errors import InputError
-from speechlm.inference.codes import load_codes, validate_codes
+from speechlm.stages.codes import load_codes, validate_codes
 
 
 def save(tmp_path, array, name="codes.npy"):

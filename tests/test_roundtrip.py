@@ -29,7 +29,7 @@ def spoken_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory):
-    from speechlm.inference.codec import VQGANCodec
+    from speechlm.stages.codec import VQGANCodec
     from speechlm.testing.tiny_codec import make_tiny_firefly, make_tiny_vqgan
 
     folder = tmp_path_factory.mktemp("codec")
@@ -65,7 +65,7 @@ def test_espeak_clip_round_trip(spoken_clip, codec):
 def test_round_trip_through_files(spoken_clip, codec, tmp_path):
     """The same round trip through the task functions' file formats: int32 .npy codes, 44.1 kHz wav."""
     from speechlm.audio.io import save_audio
-    from speechlm.inference.codes import load_codes
+    from speechlm.stages.codes import load_codes
     from speechlm.tasks.encode import encode_to_file
 
     audio = load_audio(spoken_clip)

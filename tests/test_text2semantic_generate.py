@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from speechlm.errors import InputError
-from speechlm.inference.decode import generate_columns
-from speechlm.inference.text2semantic import GenerationCancelled, SemanticGenerator, select_context
+from speechlm.stages.token_loop import generate_columns
+from speechlm.stages.generate import GenerationCancelled, SemanticGenerator, select_context
 from speechlm.config import compose_preset
 from speechlm.testing.tiny_text2semantic import make_tiny_text2semantic
 from speechlm.text.prompt import encode_prompt

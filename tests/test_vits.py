@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from speechlm.errors import AudioError, CheckpointError, InputError
-from speechlm.inference.vits import VITSSynthesizer
+from speechlm.stages.decode import VITSSynthesizer
 from speechlm.models.vits.loading import load_vits
 from speechlm.testing.tiny_codec import compose_model_preset
 from speechlm.testing.tiny_vits import make_tiny_vits
@@ -200,7 +200,7 @@ def test_encode_then_decode_round_trip(synth):
 
 def test_long_input_decodes_in_chunks(synth, monkeypatch):
     """A sequence longer than one vocoder chunk matches the one-shot generator."""
-    import speechlm.inference.vits as vits_mod
+    import speechlm.stages.decode as vits_mod
 
     monkeypatch.setattr(vits_mod, "DEC_CHUNK_FRAMES", 32)
     monkeypatch.setattr(vits_mod, "DEC_CONTEXT_FRAMES", 24)  # less than the default 32: still exact

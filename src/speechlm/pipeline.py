@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from speechlm.checkpoints.registry import resolve_checkpoint
 from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.inference.text2semantic import GenerationCancelled
+from speechlm.stages.generate import GenerationCancelled
 from speechlm.reference_cache import Reference, ReferenceCache, content_key, file_identity
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 
@@ -119,7 +119,7 @@ class TTS:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "TTS":
         """Load text2semantic and the default decoder from ``cfg`` (checkpoints resolved first)."""
-        from speechlm.inference.text2semantic import SemanticGenerator
+        from speechlm.stages.generate import SemanticGenerator
 
         device = resolve_device(cfg.get("device", "auto"))
         dtype = resolve_precision(device, bool(cfg.get("half", False)))
@@ -143,7 +143,7 @@ class TTS:
         return decoder
 
     def _get_codec(self, with_vocoder: bool):
-        from speechlm.inference.codec import VQGANCodec
+        from speechlm.stages.codec import VQGANCodec
 
         with self._lock:
             if self._codec is None or (with_vocoder and not self._codec_has_vocoder):
@@ -159,7 +159,7 @@ class TTS:
             return self._codec
 
     def _get_vits(self):
-        from speechlm.inference.vits import VITSSynthesizer
+        from speechlm.stages.decode import VITSSynthesizer
 
         with self._lock:
             if self._vits is None:

@@ -13,8 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from speechlm.config import compose_preset
-from speechlm.inference.decode import generate_columns
-from speechlm.inference.sampling import apply_repetition_penalty, logits_to_probs, repetition_window
+from speechlm.stages.token_loop import generate_columns
+from speechlm.stages.sampling import apply_repetition_penalty, logits_to_probs, repetition_window
 from speechlm.models.text2semantic.loading import build_text2semantic, load_text2semantic
 from speechlm.models.text2semantic.lora import setup_lora
 from speechlm.text.clean import clean_text

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechlm.inference.vits import VITSSynthesizer
+from speechlm.stages.decode import VITSSynthesizer
 from speechlm.models.vits.loading import load_vits
 
 pytestmark = pytest.mark.parity

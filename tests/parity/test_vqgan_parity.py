@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from speechlm.inference.codec import VQGANCodec
+from speechlm.stages.codec import VQGANCodec
 from speechlm.models.vqgan.loading import load_firefly, load_vqgan
 
 pytestmark = pytest.mark.parity

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from speechlm.audio.io import MODEL_SAMPLE_RATE, check_audio_path, load_audio, save_audio
 from speechlm.checkpoints.registry import resolve_checkpoint
 from speechlm.errors import InputError
-from speechlm.inference.codes import CODEBOOK_SIZE, NUM_GROUPS, load_codes, validate_codes
+from speechlm.stages.codes import CODEBOOK_SIZE, NUM_GROUPS, load_codes, validate_codes
 from speechlm.tasks.encode import load_codec
 from speechlm.utils.device import resolve_device, seed_everything
 
@@ -27,8 +27,8 @@ DECODERS = ("vits", "vqgan")
 
 
 def load_vits(cfg: DictConfig):
-    """The :class:`~speechlm.inference.vits.VITSSynthesizer` from ``checkpoints.vits``."""
-    from speechlm.inference.vits import VITSSynthesizer
+    """The :class:`~speechlm.stages.decode.VITSSynthesizer` from ``checkpoints.vits``."""
+    from speechlm.stages.decode import VITSSynthesizer
 
     device = resolve_device(cfg.get("device", "auto"))
     path = resolve_checkpoint(cfg.checkpoints.vits, "vits", checkpoint_dir=cfg.get("checkpoint_dir", "checkpoints"))

@@ -30,8 +30,8 @@ DEFAULT_OUTPUT = "fake.npy"
 
 
 def load_codec(cfg: DictConfig, *, vocoder: bool = False):
-    """The :class:`~speechlm.inference.codec.VQGANCodec` from ``checkpoints.vqgan`` (+ ``checkpoints.firefly``)."""
-    from speechlm.inference.codec import VQGANCodec
+    """The :class:`~speechlm.stages.codec.VQGANCodec` from ``checkpoints.vqgan`` (+ ``checkpoints.firefly``)."""
+    from speechlm.stages.codec import VQGANCodec
 
     device = resolve_device(cfg.get("device", "auto"))
     ckpt_dir = cfg.get("checkpoint_dir", "checkpoints")

@@ -1,6 +1,6 @@
 """``python infer.py task=generate``: text (+ reference codes) → ``codes_0.npy … codes_{N-1}.npy``.
 
-The same :class:`~speechlm.inference.text2semantic.SemanticGenerator` the API and web UI use; every
+The same :class:`~speechlm.stages.generate.SemanticGenerator` the API and web UI use; every
 bad input is one :class:`~speechlm.errors.SpeechLMError` (the CLI prints one line, exit 2).
 """
 
@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig
 
 from speechlm.checkpoints.registry import resolve_checkpoint
 from speechlm.errors import InputError
-from speechlm.inference.text2semantic import SemanticGenerator, check_sampling
+from speechlm.stages.generate import SemanticGenerator, check_sampling
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 from speechlm.utils.io import ensure_writable_dir, save_npy_atomic
 

@@ -1,0 +1,1 @@
+"""Small helpers: devices and precision, atomic file writes."""

@@ -17,7 +17,7 @@ import torch
 
 from speechlm.audio.spectrogram import LinearSpectrogram
 from speechlm.errors import AudioError, InputError, check_range
-from speechlm.inference.codes import validate_codes
+from speechlm.stages.codes import validate_codes
 from speechlm.models.vits.loading import load_vits
 from speechlm.models.vits.synthesizer import SynthesizerTrn
 from speechlm.utils.device import resolve_device

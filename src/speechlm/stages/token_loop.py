@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from speechlm.errors import InputError
-from speechlm.inference.sampling import REP_WINDOW, repetition_window, sample
+from speechlm.stages.sampling import REP_WINDOW, repetition_window, sample
 from speechlm.models.text2semantic.llama import BaseTransformer, DualARTransformer
 from speechlm.text.prompt import CODEBOOK_EOS
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.inference.decode import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns
+from speechlm.stages.token_loop import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns
 from speechlm.models.text2semantic.llama import BaseTransformer
 from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
