@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlm.cli import main, quote
+from speechlm.cli import main
+from speechlm.config import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechlm.cli import main, quote, translate_args
+from speechlm.cli import main
+from speechlm.config import quote
+from speechlm.flags import translate_args
 from speechlm.testing.tiny_text2semantic import make_tiny_text2semantic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from speechlm.cli import translate_args
+from speechlm.flags import translate_args
 from tests.serving.conftest import decode
 
 ROOT = Path(__file__).resolve().parents[2]
