@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from speechlm.config import compose_preset  # noqa: E402
-from speechlm.stages.token_loop import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
+from speechlm.stages.token_loop import compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
 from speechlm.models.text2semantic.loading import build_text2semantic  # noqa: E402
 from speechlm.text.prompt import encode_prompt  # noqa: E402
 from speechlm.text.tokenizer import build_tokenizer  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = []
     flops_bound = matmul_flops()
-    decode_threads = args.decode_threads or auto_decode_threads(torch.device("cpu")) or torch.get_num_threads()
+    decode_threads = args.decode_threads or torch.get_num_threads()
     for name in args.dtypes.split(","):
         if name == "bf16" and not torch.backends.mkldnn.is_available():
             continue

@@ -56,6 +56,9 @@ def _unknown_key_message(e: BaseException, config_name: str, overrides: Sequence
     if not m:
         return f"bad configuration: {msg}"
     key = m.group(1) or m.group(2)
+    if "." in key:
+        return (f"there is no key '{key}' in this config — check the name (`--cfg` prints every key; "
+                f"++{key}=<value> adds one)")
     task = [o for o in overrides if o.startswith("task=")]
     try:
         keys = sorted(k for k in compose(config_name, task) if k not in ("task_fn", "task_name", "model", "checkpoints"))
@@ -66,13 +69,29 @@ def _unknown_key_message(e: BaseException, config_name: str, overrides: Sequence
             "(plus model/<area>=<preset> and checkpoints.<slot>=PATH; `--cfg` prints them with their values)")
 
 
+def _with_registry_presets(overrides: Sequence[str]) -> list[str]:
+    """Add the preset an official checkpoint needs (``checkpoints.text2semantic=text2semantic-large``
+    selects ``model/text2semantic=dual_ar_2_codebook_large``) unless the user chose one."""
+    from speechlm.checkpoints.registry import preset_overrides
+
+    files, chosen = {}, set()
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+")
+        if key.startswith("checkpoints."):
+            files[key.split(".", 1)[1]] = value.strip("'\"")
+        elif key.startswith("model/"):
+            chosen.add(key)
+    return list(overrides) + preset_overrides(files, explicit=chosen)
+
+
 def _compose(config_name: str, overrides: Sequence[str]):
     """Compose, or raise UsageError with one line (unknown key, bad value)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose(config_name, overrides)
+        return compose(config_name, _with_registry_presets(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise UsageError(_unknown_key_message(e, config_name, overrides)) from None
 

@@ -144,15 +144,24 @@ class SynthesisParams:
 
     @classmethod
     def make(cls, values: Mapping[str, Any] | None = None, **overrides: Any) -> "SynthesisParams":
-        """Validate ``values`` (+ ``overrides``; unknown keys ignored, missing ones defaulted)."""
+        """Validate ``values`` (+ ``overrides``); missing ones take their default.
+
+        Raises:
+            InputError: a value out of range or of the wrong type, or a name that is no parameter.
+        """
         merged = {**dict(values or {}), **overrides}
         names = {f.name for f in fields(cls)}
-        return cls(**{k: PARAMS[k].check(v) for k, v in merged.items() if k in names})
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise InputError(f"unknown synthesis parameter(s): {', '.join(unknown)}",
+                             f"use one of: {', '.join(sorted(names))}", field=unknown[0])
+        return cls(**{k: PARAMS[k].check(v) for k, v in merged.items()})
 
     @classmethod
     def from_config(cls, cfg) -> "SynthesisParams":
         """The parameters a composed config holds (the ``params/*`` groups its task uses)."""
-        return cls.make({k: cfg[k] for k in PARAMS if k in cfg})
+        names = {f.name for f in fields(cls)}
+        return cls.make({k: cfg[k] for k in names if k in cfg})
 
     def replace(self, **changes: Any) -> "SynthesisParams":
         """A validated copy with ``changes`` applied."""
@@ -163,6 +172,16 @@ class SynthesisParams:
         """Keyword arguments of :meth:`SemanticGenerator.generate`."""
         return {k: getattr(self, k) for k in ("max_new_tokens", "chunk_length", "top_p", "temperature",
                                                "repetition_penalty", "iterative_prompt")}
+
+
+def check_text(text: Any, max_length: int | None = None, *, hint: str | None = None) -> str:
+    """The one check of the text to speak: a non-blank string of at most ``max_length`` characters (0/None = any)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("text is empty", hint or "pass the text to speak, e.g. text=\"Hello\"", field="text")
+    if max_length and len(text) > max_length:
+        raise InputError(f"text is {len(text)} characters, more than max_text_length={max_length}",
+                         "split it into smaller parts or raise max_text_length (0 = no limit)", field="text")
+    return text
 
 
 def api_field(name: str, default: Any = ..., **extra):

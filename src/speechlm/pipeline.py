@@ -1,9 +1,11 @@
 """The one inference pipeline: text (+ a reference voice) → waveform.
 
-``TTS`` holds the loaded models and is what the CLI (``task=tts``), the HTTP API and the web UI call.
-Stages: the VQGAN codec encodes a reference into semantic tokens (cached by content hash), the
-text2semantic model generates tokens for the new text segment by segment (iterative prompting, as
-v1.1), and the chosen decoder (VITS, recommended, or VQGAN + Firefly) turns each segment into audio.
+``TTS`` holds the stage objects and is what every task, the HTTP API and the web UI call. Stages are
+built lazily by :mod:`speechlm.stages.loaders` — the VQGAN codec (encodes a reference into semantic
+tokens, cached by content hash), the text2semantic generator (segment by segment, iterative prompting
+as v1.1) and the chosen decoder (VITS, recommended, or VQGAN + Firefly).
+
+Build it with :meth:`TTS.from_pretrained` in Python or :meth:`TTS.from_config` from a composed config.
 """
 
 from __future__ import annotations
@@ -12,165 +14,120 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from speechlm.checkpoints.registry import resolve_checkpoint
-from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.stages.generate import GenerationCancelled
+from speechlm.errors import InputError, SpeechLMError
+from speechlm.params import LIMITS, PARAMS, SynthesisParams, check_text
 from speechlm.reference_cache import Reference, ReferenceCache, content_key, file_identity
+from speechlm.results import AudioChunk, ProgressEvent, SynthesisResult, fade_joins
+from speechlm.stages import loaders
+from speechlm.stages.generate import GenerationCancelled, Segment
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger(__name__)
 
-DECODERS = ("vits", "vqgan")
-FADE_SECONDS = 0.01  # fade at segment joins so concatenated segments do not click
+__all__ = ["TTS", "AudioChunk", "ProgressEvent", "SynthesisResult", "Reference", "GenerationCancelled"]
+
+SLOTS = ("text2semantic", "vqgan", "vits", "firefly")
 
 
-Cancelled = GenerationCancelled  # raised when ``should_stop()`` asks a running synthesis to stop
-
-
-@dataclass
-class ProgressEvent:
-    """Reported to ``progress`` callbacks after each decoded segment."""
-
-    take: int
-    num_takes: int
-    segment: int
-    num_segments: int
-    tokens: int
-
-
-@dataclass
-class AudioChunk:
-    """One streamed segment: (N,) float32 audio at ``sample_rate``."""
-
-    audio: np.ndarray
-    sample_rate: int
-    index: int
-    num_segments: int
-    tokens: int
-
-
-@dataclass
-class SynthesisResult:
-    """Audio of every take plus timing. Unpacks as ``audio, sample_rate``."""
-
-    audio: np.ndarray
-    sample_rate: int
-    takes: list[np.ndarray] = field(repr=False)
-    segments: int = 0
-    tokens: int = 0
-    wall_seconds: float = 0.0
-    audio_seconds: float = 0.0
-    rtf: float = 0.0
-
-    def __iter__(self):
-        yield self.audio
-        yield self.sample_rate
-
-
-def _fade_joins(audio: np.ndarray, sample_rate: int, first: bool) -> np.ndarray:
-    """Short linear fade-in (unless first segment) and fade-out of one segment.
-
-    Every segment ends in a fade-out (the end of the last one too, which only removes a possible
-    click at the very end), so a streamed segment can be finished without knowing what follows.
-    """
-    n = min(int(FADE_SECONDS * sample_rate), len(audio) // 2)
-    if n <= 0:
-        return audio
-    audio = audio.copy()
-    ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
-    if not first:
-        audio[:n] *= ramp
-    audio[-n:] *= ramp[::-1]
-    return audio
+def _setting(cfg: DictConfig, key: str):
+    """A pipeline setting from the config, or its one default in :mod:`speechlm.params`."""
+    spec = {**PARAMS, **LIMITS}[key]
+    return spec.check(OmegaConf.select(cfg, key, default=spec.default))
 
 
 class TTS:
     """Voice-cloning text-to-speech over the three Fish Speech 1.1 stages.
 
-    Build it with :meth:`from_config` from the composed ``infer.yaml`` config. Models other than
-    text2semantic are loaded on first use (a VQGAN decoder is only needed for ``decoder=vqgan``).
+    Args:
+        cfg: the composed ``infer.yaml`` config (any task): presets, checkpoints, device, and — for the
+            synthesis tasks — the default :class:`~speechlm.params.SynthesisParams`.
     """
 
     sample_rate = 44100
 
-    def __init__(self, cfg: DictConfig, generator, *, device: torch.device, dtype: torch.dtype):
+    def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.generator = generator
-        self.device = device
-        self.dtype = dtype
-        self.default_decoder = self._check_decoder(cfg.get("decoder", "vits"))
-        self.cache = ReferenceCache(cfg.get("cache_dir"))
-        self.max_text_length = int(cfg.get("max_text_length", 10000))
-        self.max_reference_seconds = float(cfg.get("max_reference_seconds", 90.0))
-        self._codec = None  # VQGANCodec (encoder; + vocoder once decoder=vqgan was used)
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_precision(self.device, bool(cfg.half))
+        self.defaults = SynthesisParams.from_config(cfg)  # validated once, before any model is loaded
+        self.default_decoder = self.defaults.decoder
+        self.max_text_length = _setting(cfg, "max_text_length")
+        self.max_reference_seconds = _setting(cfg, "max_reference_seconds")
+        self.cache = ReferenceCache(_setting(cfg, "cache_dir"))
+        self._generator = None
+        self._codec = None  # VQGANCodec: encoder; + vocoder once decoder=vqgan was used
         self._codec_has_vocoder = False
+        self._codec_id = ""
         self._vits = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "TTS":
-        """Load text2semantic and the default decoder from ``cfg`` (checkpoints resolved first)."""
-        from speechlm.stages.generate import SemanticGenerator
-
-        device = resolve_device(cfg.get("device", "auto"))
-        dtype = resolve_precision(device, bool(cfg.get("half", False)))
-        path = cls._resolve(cfg, "text2semantic")
-        log.info("text2semantic: %s on %s (%s)", path, device, str(dtype).replace("torch.", ""))
-        generator = SemanticGenerator.from_config(cfg.model.text2semantic, path, device=device, dtype=dtype,
-                                                  compile=bool(cfg.get("compile", False)))
-        tts = cls(cfg, generator, device=device, dtype=dtype)
-        tts._decoder(tts.default_decoder)  # fail early if the default decoder's files are missing
+    def from_config(cls, cfg: DictConfig, *, preload: bool = True) -> "TTS":
+        """Build from a composed config; ``preload`` loads text2semantic and the default decoder now."""
+        tts = cls(cfg)
+        if preload:
+            tts.generator  # noqa: B018 - load now so a missing checkpoint fails before any work
+            tts.decoder()
         return tts
 
-    @staticmethod
-    def _resolve(cfg: DictConfig, slot: str) -> Path:
-        return resolve_checkpoint(cfg.checkpoints[slot], slot, checkpoint_dir=cfg.get("checkpoint_dir", "checkpoints"))
+    @classmethod
+    def from_pretrained(cls, source: str | Path | None = None, *, decoder: str = "vits", device: str = "auto",
+                        presets: dict[str, str] | None = None, overrides: Sequence[str] = (), preload: bool = True,
+                        **files: str | Path) -> "TTS":
+        """The official models (through the registry and the hub cache), a folder, or given files.
 
-    @staticmethod
-    def _check_decoder(decoder: str | None) -> str:
-        if decoder not in DECODERS:
-            raise InputError(f"decoder='{decoder}' is not a decoder", "use decoder=vits or decoder=vqgan",
-                             field="decoder")
-        return decoder
+        Args:
+            source: None = the official medium model + VITS (downloaded on first use); a folder that
+                holds checkpoint files under their official names; or one text2semantic file.
+            decoder: ``vits`` or ``vqgan``.
+            presets: ``{area: preset}`` for files that are not official ones (e.g. ``{"text2semantic":
+                "dual_ar_2_codebook_large"}``); official files carry their preset in the registry.
+            overrides: further Hydra overrides (e.g. ``["max_new_tokens=200"]``).
+            **files: per-slot paths: ``text2semantic=``, ``vqgan=``, ``vits=``, ``firefly=``.
+
+        Example:
+            >>> tts = TTS.from_pretrained()                                  # doctest: +SKIP
+            >>> audio, sr = tts.synthesize("Hello!", reference=tts.encode_reference("ref.wav", "Hi"))
+        """
+        from speechlm.config import compose, quote
+        from speechlm.checkpoints.registry import preset_overrides
+
+        unknown = set(files) - set(SLOTS)
+        if unknown:
+            raise TypeError(f"from_pretrained() got unknown checkpoint slots {sorted(unknown)}; use {SLOTS}")
+        args = ["task=tts", "text=unused", f"decoder={decoder}", f"device={device}"]
+        if source is not None and Path(source).is_dir():
+            args.append(f"checkpoint_dir={quote(str(source))}")
+        elif source is not None:
+            files.setdefault("text2semantic", source)
+        args += [f"checkpoints.{slot}={quote(str(path))}" for slot, path in files.items()]
+        args += preset_overrides({slot: str(path) for slot, path in files.items()}, presets or {})
+        return cls.from_config(compose("infer", args + list(overrides)), preload=preload)
+
+    # ------------------------------------------------------------------ stages (loaded on first use)
+    @property
+    def generator(self):
+        """The text2semantic stage (:class:`~speechlm.stages.generate.SemanticGenerator`)."""
+        with self._lock:
+            if self._generator is None:
+                self._generator = loaders.load_generator(self.cfg, self.device, self.dtype)
+            return self._generator
 
     def _get_codec(self, with_vocoder: bool):
-        from speechlm.stages.codec import VQGANCodec
-
         with self._lock:
             if self._codec is None or (with_vocoder and not self._codec_has_vocoder):
-                vq_path = self._resolve(self.cfg, "vqgan")
-                ff_cfg = ff_path = None
-                if with_vocoder:
-                    ff_cfg, ff_path = self.cfg.model.firefly, self._resolve(self.cfg, "firefly")
-                log.info("vqgan: %s%s", vq_path, f", firefly: {ff_path}" if ff_path else "")
-                self._codec = VQGANCodec.from_config(self.cfg.model.vqgan, vq_path, ff_cfg, ff_path,
-                                                     device=self.device, dtype=torch.float32)
+                self._codec = loaders.load_codec(self.cfg, self.device, vocoder=with_vocoder)
                 self._codec_has_vocoder = with_vocoder
-                self._codec_id = file_identity(vq_path)
+                self._codec_id = file_identity(loaders.checkpoint_path(self.cfg, "vqgan"))
             return self._codec
-
-    def _get_vits(self):
-        from speechlm.stages.decode import VITSSynthesizer
-
-        with self._lock:
-            if self._vits is None:
-                path = self._resolve(self.cfg, "vits")
-                log.info("vits: %s", path)
-                self._vits = VITSSynthesizer.from_config(self.cfg.model.vits, path, device=self.device,
-                                                         dtype=torch.float32)
-            return self._vits
-
-    def _decoder(self, name: str):
-        return self._get_vits() if name == "vits" else self._get_codec(with_vocoder=True)
 
     @property
     def codec(self):
@@ -178,56 +135,40 @@ class TTS:
         return self._get_codec(with_vocoder=self._codec_has_vocoder)
 
     def decoder(self, name: str | None = None):
-        """The loaded decoder object: ``VITSSynthesizer`` (vits) or ``VQGANCodec`` with vocoder (vqgan)."""
-        return self._decoder(self._check_decoder(name or self.default_decoder))
+        """The loaded decoder: ``VITSSynthesizer`` (vits) or ``VQGANCodec`` with its vocoder (vqgan)."""
+        name = PARAMS["decoder"].check(name or self.default_decoder)
+        if name == "vqgan":
+            return self._get_codec(with_vocoder=True)
+        with self._lock:
+            if self._vits is None:
+                self._vits = loaders.load_vits(self.cfg, self.device)
+            return self._vits
 
     def status(self) -> dict:
         """Which models are loaded, and where."""
-        return {
-            "text2semantic": self.generator is not None,
-            "vqgan": self._codec is not None,
-            "firefly": self._codec_has_vocoder,
-            "vits": self._vits is not None,
-            "decoder": self.default_decoder,
-            "device": str(self.device),
-        }
+        return {"text2semantic": self._generator is not None, "vqgan": self._codec is not None,
+                "firefly": self._codec_has_vocoder, "vits": self._vits is not None,
+                "decoder": self.default_decoder, "device": str(self.device)}
 
     # ------------------------------------------------------------------ references
-    def encode_reference(self, audio: str | Path | bytes | np.ndarray, text: str,
+    def encode_reference(self, audio: str | Path | bytes | np.ndarray, text: str | None = None,
                          sample_rate: int | None = None) -> Reference:
         """Load, validate and encode a reference voice (cached by content hash).
 
         Args:
             audio: a file path, the file's bytes, or a (N,) / (N, C) float array (then ``sample_rate``).
-            text: the transcript of the reference audio.
+            text: the transcript of the reference audio. None (or empty) = timbre only: the VITS decoder
+                still takes the voice from the clip, but the language model is not prompted with it, as
+                v1.1.2 does without a transcript. Give the transcript for full cloning.
         """
         from speechlm.audio.io import load_audio
 
-        if text is None or not str(text).strip():
-            raise InputError("reference_text is empty", "pass the transcript of the reference audio",
-                             field="reference_text")
-        what = "reference audio"
-        if isinstance(audio, np.ndarray):
-            if sample_rate is None:
-                raise InputError("reference audio given as an array needs its sample_rate", "pass sample_rate=...")
-            raw = np.ascontiguousarray(audio, dtype=np.float32)
-            buf = io.BytesIO()
-            import soundfile as sf
-
-            sf.write(buf, raw, int(sample_rate), format="WAV", subtype="FLOAT")
-            audio_bytes = buf.getvalue()
-        elif isinstance(audio, (bytes, bytearray)):
-            audio_bytes = bytes(audio)
-        else:
-            p = Path(audio)
-            if not p.is_file():
-                raise InputError(f"reference audio '{p}' does not exist", "check the path", field="reference")
-            audio_bytes = p.read_bytes()
-            what = f"reference audio '{p}'"
-        wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds,
+        text = str(text).strip() if text is not None and str(text).strip() else None
+        audio_bytes, what = self._reference_bytes(audio, sample_rate)
+        wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds or None,
                           what=what, limit_key="max_reference_seconds")
-        codec = self._get_codec(with_vocoder=False)
-        key = content_key(audio_bytes, str(text), self._codec_id)
+        codec = self._get_codec(with_vocoder=self._codec_has_vocoder)
+        key = content_key(audio_bytes, text or "", self._codec_id)
         codes = self.cache.get(key)
         if codes is None:
             with self._lock, torch.inference_mode():
@@ -236,36 +177,56 @@ class TTS:
             log.info("encoded reference: %.1f s → %d tokens", len(wave) / self.sample_rate, codes.shape[-1])
         else:
             log.info("reference cache hit (%s…)", key[:12])
-        return Reference(key=key, text=str(text), codes=codes, audio=wave)
+        return Reference(key=key, text=text, codes=codes, audio=wave)
+
+    @staticmethod
+    def _reference_bytes(audio, sample_rate: int | None) -> tuple[bytes, str]:
+        if isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise InputError("reference audio given as an array needs its sample_rate", "pass sample_rate=...")
+            import soundfile as sf
+
+            buf = io.BytesIO()
+            sf.write(buf, np.ascontiguousarray(audio, dtype=np.float32), int(sample_rate), format="WAV",
+                     subtype="FLOAT")
+            return buf.getvalue(), "reference audio"
+        if isinstance(audio, (bytes, bytearray)):
+            return bytes(audio), "reference audio"
+        p = Path(audio)
+        if not p.is_file():
+            raise InputError(f"reference audio '{p}' does not exist", "check the path", field="reference")
+        return p.read_bytes(), f"reference audio '{p}'"
 
     # ------------------------------------------------------------------ synthesis
-    def _validate(self, text: str, num_samples: int, top_p: float, temperature: float, repetition_penalty: float,
-                  chunk_length: int, max_new_tokens: int, decoder: str | None) -> str:
-        if text is None or not str(text).strip():
-            raise InputError("text is empty", "pass the text to speak", field="text")
-        if len(text) > self.max_text_length:
-            raise InputError(f"text is {len(text)} characters, more than the limit of {self.max_text_length}",
-                             "split it into smaller requests or raise max_text_length", field="text")
-        check_range("num_samples", num_samples, 1, 16)
-        check_range("top_p", top_p, 0.1, 1.0)
-        check_range("temperature", temperature, 0.1, 1.0)
-        check_range("repetition_penalty", repetition_penalty, 0.9, 2.0)
-        check_range("chunk_length", chunk_length, 0, 500)
-        check_range("max_new_tokens", max_new_tokens, 0, None)
-        return self._check_decoder(decoder or self.default_decoder)
+    def _params(self, params: SynthesisParams | None, overrides: dict) -> SynthesisParams:
+        """The request's parameters: validated once (a given ``SynthesisParams`` is trusted as is)."""
+        base = self.defaults if params is None else params
+        return base.replace(**overrides) if overrides else base
 
-    def _segments(self, text: str, reference: Reference | None, speaker: str | None, decoder: str,
-                  sampling: dict, should_stop: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, object]]:
+    def _prepare(self, text: str, p: SynthesisParams, reference, reference_audio, reference_text):
+        check_text(text, self.max_text_length)
+        if reference is None and reference_audio is not None:
+            reference = self.encode_reference(reference_audio, reference_text)
+        references = [] if reference is None else list(reference) if isinstance(reference, (list, tuple)) \
+            else [reference]
+        if p.normalize:
+            from speechlm.text.normalize import normalize_text
+
+            text = normalize_text(text)
+        return text, references
+
+    def _segments(self, text: str, references: list[Reference], p: SynthesisParams,
+                  should_stop: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, Segment]]:
         """Generate and decode segment by segment; yields (audio (N,) float32, segment)."""
-        self._decoder(decoder)  # load before generating, so a missing checkpoint fails first
-        prompt_texts = [reference.text] if reference is not None else []
-        prompt_tokens = [torch.from_numpy(reference.codes)] if reference is not None else []
-        ref_audio = torch.from_numpy(reference.audio) if reference is not None else None
-        for seg in self.generator.generate(text, prompt_texts=prompt_texts, prompt_tokens=prompt_tokens,
-                                           speaker=speaker, should_stop=should_stop, **sampling):
+        self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
+        prompted = [r for r in references if r.text]
+        ref_audio = torch.from_numpy(references[0].audio) if references else None
+        for seg in self.generator.generate(text, prompt_texts=[r.text for r in prompted],
+                                           prompt_tokens=[torch.from_numpy(r.codes) for r in prompted],
+                                           params=p, should_stop=should_stop):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
-            yield self.decode(seg.codes, seg.text, ref_audio, decoder=decoder), seg
+            yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale), seg
 
     def decode(self, codes: torch.Tensor, text: str | None = None, reference_audio: torch.Tensor | None = None, *,
                decoder: str | None = None, noise_scale: float | None = None) -> np.ndarray:
@@ -273,91 +234,77 @@ class TTS:
 
         ``text`` and ``reference_audio`` ((N,) float32 at 44.1 kHz) are used by the VITS decoder.
         """
-        decoder = self._check_decoder(decoder or self.default_decoder)
-        dec = self._decoder(decoder)
+        decoder = PARAMS["decoder"].check(decoder or self.default_decoder)
+        dec = self.decoder(decoder)
         if codes.shape[-1] == 0:
             return np.zeros(0, np.float32)
         # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
         # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
-        n = dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size
-        codes = codes % n
+        codes = codes % (dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size)
         with torch.inference_mode():
             if decoder == "vits":
-                ns = float(self.cfg.get("noise_scale", 0.5)) if noise_scale is None else float(noise_scale)
+                ns = self.defaults.noise_scale if noise_scale is None else PARAMS["noise_scale"].check(noise_scale)
                 wave = dec.decode(codes, text or "", reference_audio, noise_scale=ns)
             else:
                 wave = dec.decode(codes)
         return wave.float().cpu().numpy().reshape(-1)
 
-    def _prepare(self, text, reference, reference_audio, reference_text, normalize):
-        if reference is None and reference_audio is not None:
-            reference = self.encode_reference(reference_audio, reference_text)
-        if normalize and text:
-            from speechlm.text.normalize import normalize_text
-
-            text = normalize_text(text)
-        return text, reference
-
-    def synthesize(self, text: str, *, reference: Reference | None = None, reference_audio=None,
-                   reference_text: str | None = None, speaker: str | None = None, decoder: str | None = None,
-                   num_samples: int = 1, seed: int | None = None, max_new_tokens: int = 0, chunk_length: int = 150,
-                   top_p: float = 0.7, temperature: float = 0.7, repetition_penalty: float = 1.5,
-                   normalize: bool = True, progress: Callable[[ProgressEvent], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> SynthesisResult:
+    def synthesize(self, text: str, *, params: SynthesisParams | None = None, reference=None,
+                   reference_audio=None, reference_text: str | None = None,
+                   progress: Callable[[ProgressEvent], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None, **overrides) -> SynthesisResult:
         """Speak ``text`` (in the reference's voice when given); ``num_samples`` independent takes.
+
+        Args:
+            params: the request's :class:`~speechlm.params.SynthesisParams` (default: the config's);
+                keyword ``overrides`` (``top_p=0.5``, ``seed=1``, …) are applied on top and validated.
+            reference: an encoded :class:`Reference` (or a list of them: every clip with a transcript
+                prompts the model; the first one's audio gives the VITS timbre), or pass
+                ``reference_audio`` (+ ``reference_text``) to encode one now.
 
         Returns:
             SynthesisResult with ``audio`` (N,) float32 at 44.1 kHz (first take) and every take.
         """
-        decoder = self._validate(text, num_samples, top_p, temperature, repetition_penalty, chunk_length,
-                                 max_new_tokens, decoder)
-        text, reference = self._prepare(text, reference, reference_audio, reference_text, normalize)
-        sampling = dict(max_new_tokens=max_new_tokens, chunk_length=chunk_length, top_p=top_p,
-                        temperature=temperature, repetition_penalty=repetition_penalty,
-                        iterative_prompt=chunk_length > 0)
+        p = self._params(params, overrides)
+        text, references = self._prepare(text, p, reference, reference_audio, reference_text)
         start = time.perf_counter()
         takes: list[np.ndarray] = []
         tokens = segments = 0
         with self._lock:
-            seed_everything(seed)
-            for take in range(num_samples):
+            seed_everything(p.seed)
+            for take in range(p.num_samples):
                 parts = []
-                for wave, seg in self._segments(text, reference, speaker, decoder, sampling, should_stop):
-                    parts.append(_fade_joins(wave, self.sample_rate, first=not parts))
+                for wave, seg in self._segments(text, references, p, should_stop):
+                    parts.append(fade_joins(wave, self.sample_rate, first=not parts))
                     tokens += seg.num_tokens
                     if progress is not None:
-                        progress(ProgressEvent(take, num_samples, seg.index, seg.num_segments, seg.num_tokens))
+                        progress(ProgressEvent(take, p.num_samples, seg.index, seg.num_segments, seg.num_tokens))
                 takes.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
                 segments += len(parts)
-        wall = time.perf_counter() - start
+        return self._result(takes, segments, tokens, time.perf_counter() - start)
+
+    def _result(self, takes: list[np.ndarray], segments: int, tokens: int, wall: float) -> SynthesisResult:
         audio_seconds = sum(len(t) for t in takes) / self.sample_rate
         rtf = wall / audio_seconds if audio_seconds > 0 else float("inf")
         log.info("synthesized %d take(s): %d segments, %d tokens, %.2f s audio in %.2f s (RTF %.2f)",
-                 num_samples, segments, tokens, audio_seconds, wall, rtf)
+                 len(takes), segments, tokens, audio_seconds, wall, rtf)
         if not any(len(t) for t in takes):
             raise SpeechLMError("the model generated no audio for this text",
                                 "try another seed, a longer text or a different reference", field="text", status=422)
         return SynthesisResult(audio=takes[0], sample_rate=self.sample_rate, takes=takes, segments=segments,
                                tokens=tokens, wall_seconds=wall, audio_seconds=audio_seconds, rtf=rtf)
 
-    def stream(self, text: str, *, reference: Reference | None = None, reference_audio=None,
-               reference_text: str | None = None, speaker: str | None = None, decoder: str | None = None,
-               seed: int | None = None, max_new_tokens: int = 0, chunk_length: int = 150, top_p: float = 0.7,
-               temperature: float = 0.7, repetition_penalty: float = 1.5, normalize: bool = True,
-               should_stop: Callable[[], bool] | None = None) -> Iterator[AudioChunk]:
+    def stream(self, text: str, *, params: SynthesisParams | None = None, reference=None, reference_audio=None,
+               reference_text: str | None = None, should_stop: Callable[[], bool] | None = None,
+               **overrides) -> Iterator[AudioChunk]:
         """Like :meth:`synthesize` (one take) but yields each segment as soon as it is decoded.
 
         The concatenated chunks equal ``synthesize(...).audio`` for the same inputs and seed.
         """
-        decoder = self._validate(text, 1, top_p, temperature, repetition_penalty, chunk_length, max_new_tokens,
-                                 decoder)
-        text, reference = self._prepare(text, reference, reference_audio, reference_text, normalize)
-        sampling = dict(max_new_tokens=max_new_tokens, chunk_length=chunk_length, top_p=top_p,
-                        temperature=temperature, repetition_penalty=repetition_penalty,
-                        iterative_prompt=chunk_length > 0)
+        p = self._params(params, overrides)
+        text, references = self._prepare(text, p, reference, reference_audio, reference_text)
         with self._lock:
-            seed_everything(seed)
-            for index, (wave, seg) in enumerate(self._segments(text, reference, speaker, decoder, sampling,
-                                                               should_stop)):
-                yield AudioChunk(_fade_joins(wave, self.sample_rate, first=index == 0), self.sample_rate, index,
+            seed_everything(p.seed)
+            for index, (wave, seg) in enumerate(self._segments(text, references, p, should_stop)):
+                yield AudioChunk(fade_joins(wave, self.sample_rate, first=index == 0), self.sample_rate, index,
                                  seg.num_segments, seg.num_tokens)

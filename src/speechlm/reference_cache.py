@@ -26,13 +26,13 @@ class Reference:
 
     Attributes:
         key: content hash (audio bytes + text + codec checkpoint).
-        text: transcript of the reference audio.
+        text: transcript of the reference audio; None = timbre only (the language model is not prompted).
         codes: (2, T) int64 semantic tokens of the audio.
         audio: (N,) float32 mono waveform at 44.1 kHz (the VITS decoder takes its timbre from it).
     """
 
     key: str
-    text: str
+    text: str | None
     codes: np.ndarray
     audio: np.ndarray = field(repr=False)
 

@@ -81,7 +81,7 @@ def test_reference_encoder(synth, fixture):
              for k, m in [("ref_enc_spectral", ref.spectral), ("ref_enc_temporal", ref.temporal),
                           ("ref_enc_slf_attn", ref.slf_attn), ("ref_enc_fc", ref.fc)]]
     try:
-        ge = synth.encode_reference(torch.from_numpy(g["ref_wave"]))
+        ge = synth.timbre_embedding(torch.from_numpy(g["ref_wave"]))
     finally:
         for h in hooks:
             h.remove()

@@ -58,6 +58,22 @@ def lookup(name_or_file: str) -> OfficialCheckpoint | None:
     return None
 
 
+def preset_overrides(files: dict[str, str], presets: dict[str, str] | None = None,
+                     explicit: set[str] = frozenset()) -> list[str]:
+    """``model/<area>=<preset>`` overrides for checkpoint values that name official files.
+
+    Official files carry the preset they need, so nobody names one for them; ``presets`` (area →
+    preset) wins, and areas in ``explicit`` (already chosen by the user) are left alone.
+    """
+    out = {area: preset for area, preset in (presets or {}).items()}
+    for slot, value in files.items():
+        entry = lookup(str(value)) or lookup(Path(str(value)).name)
+        area = f"model/{slot}"
+        if entry is not None and slot not in out and area not in explicit:
+            out[slot] = entry.config.split("=", 1)[1]
+    return [f"model/{area}={preset}" for area, preset in out.items()]
+
+
 def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False) -> Path:
     """Fetch one official file with ``huggingface_hub`` (cached); returns the local path.
 

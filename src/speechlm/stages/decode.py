@@ -17,6 +17,7 @@ import torch
 
 from speechlm.audio.spectrogram import LinearSpectrogram
 from speechlm.errors import AudioError, InputError, check_range
+from speechlm.params import check_text
 from speechlm.stages.codes import validate_codes
 from speechlm.models.vits.loading import load_vits
 from speechlm.models.vits.synthesizer import SynthesizerTrn
@@ -109,7 +110,7 @@ class VITSSynthesizer:
         return audio.to(self.device, torch.float32)
 
     @torch.inference_mode()
-    def encode_reference(self, audio: torch.Tensor) -> torch.Tensor:
+    def timbre_embedding(self, audio: torch.Tensor) -> torch.Tensor:
         """Timbre vector of a reference voice.
 
         Args:
@@ -129,15 +130,14 @@ class VITSSynthesizer:
         wave = torch.as_tensor(reference_audio)
         key = hashlib.sha1(wave.detach().cpu().contiguous().numpy().tobytes()).hexdigest() + str(tuple(wave.shape))
         if self._ref_cache is None or self._ref_cache[0] != key:
-            self._ref_cache = (key, self.encode_reference(wave))
+            self._ref_cache = (key, self.timbre_embedding(wave))
         return self._ref_cache[1]
 
     # ------------------------------------------------------------------ text
     def tokenize(self, text: str) -> torch.Tensor:
         """(1, L) int64 ids: one token per UTF-8 byte, no BOS/EOS (as the original feeds ``enc_p``)."""
-        if text is None or not str(text).strip():
-            raise InputError("text is empty", "pass the text that the codes speak (--text)", field="text")
-        ids = self.tokenizer.encode(str(text))
+        check_text(text, hint="pass the text that the codes speak (--text)")
+        ids = self.tokenizer.encode(text)
         vocab = self.model.enc_p.text_embedding.num_embeddings
         if not ids or max(ids) >= vocab:
             raise InputError("text could not be tokenized for this model", "check the text encoding", field="text")

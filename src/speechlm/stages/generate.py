@@ -16,8 +16,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from speechlm.errors import InputError, SpeechLMError, check_range
-from speechlm.stages.token_loop import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns
+from speechlm.errors import InputError, SpeechLMError
+from speechlm.params import SynthesisParams, check_text
+from speechlm.stages.token_loop import compiled_decode_step, default_decode_step, generate_columns
 from speechlm.models.text2semantic.llama import BaseTransformer
 from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
@@ -55,18 +56,6 @@ class Segment:
     seconds: float
 
 
-def check_sampling(top_p: float, temperature: float, repetition_penalty: float, chunk_length: int,
-                   max_new_tokens: int) -> None:
-    """Ranges of the original HTTP API (``tools/api.py``)."""
-    check_range("top_p", top_p, 0.1, 1.0)
-    check_range("temperature", temperature, 0.1, 1.0)
-    check_range("repetition_penalty", repetition_penalty, 0.9, 2.0)
-    if int(chunk_length) != chunk_length or int(max_new_tokens) != max_new_tokens:
-        raise InputError("chunk_length and max_new_tokens must be whole numbers", "pass integers")
-    check_range("chunk_length", chunk_length, 0, 500)
-    check_range("max_new_tokens", max_new_tokens, 0)
-
-
 def select_context(segments: list[torch.Tensor], budget: int) -> list[torch.Tensor]:
     """Past segments to keep as context (reference window rule: the first two + an odd number of recent).
 
@@ -89,13 +78,15 @@ class SemanticGenerator:
     """Holds a loaded model and the tokenizer; ``generate`` yields code segments."""
 
     def __init__(self, model: BaseTransformer, tokenizer: FishTokenizer | None = None, *, compile: bool = False,
-                 decode_threads: int | None | str = "auto"):
+                 decode_threads: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer or build_tokenizer()
         self.device = model.embeddings.weight.device
         self.num_codebooks = model.config.num_codebooks
         self.max_code = model.config.codebook_size - CODE_OFFSET
-        self.decode_threads = auto_decode_threads(self.device) if decode_threads == "auto" else decode_threads
+        # None = torch's default (all cores). On a machine crowded by other jobs one thread can be faster
+        # (OpenMP barriers wait for descheduled threads); see experiments/generation_speed.
+        self.decode_threads = decode_threads
         if self.device.type == "cpu":
             model.use_column_major_weights()
         # Only the per-token step is compiled; prefill (variable length) stays eager.
@@ -120,39 +111,43 @@ class SemanticGenerator:
         return out
 
     def generate(self, text: str, *, prompt_texts: Sequence[str] = (), prompt_tokens: Sequence = (),
-                 speaker: str | None = None, max_new_tokens: int = 0, chunk_length: int = 150,
-                 iterative_prompt: bool = True, top_p: float = 0.7, temperature: float = 0.7,
-                 repetition_penalty: float = 1.5, progress: bool = True,
-                 should_stop: Callable[[], bool] | None = None) -> Iterator[Segment]:
+                 params: SynthesisParams | None = None, progress: bool = True,
+                 should_stop: Callable[[], bool] | None = None, **sampling) -> Iterator[Segment]:
         """Generate semantic codes for ``text``; yields one :class:`Segment` per text segment.
 
+        Args:
+            params: validated :class:`~speechlm.params.SynthesisParams` (its sampling fields and
+                ``speaker`` are used); or pass them as keyword arguments (``top_p=0.5``), validated here.
+
         Raises:
-            InputError: empty text, bad prompt codes, more prompt texts than token files, out-of-range
-                parameters (top_p [0.1, 1], temperature [0.1, 1], repetition_penalty [0.9, 2],
-                chunk_length [0, 500] (0 = no splitting), max_new_tokens >= 0 (0 = up to max_seq_len)).
+            InputError: empty text, bad prompt codes, more prompt texts than token files, a parameter
+                out of its range (see :mod:`speechlm.params`).
             GenerationCancelled: ``should_stop()`` returned True (checked after every token).
         """
-        check_sampling(top_p, temperature, repetition_penalty, chunk_length, max_new_tokens)
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("text is empty", "pass the text to speak, e.g. text=\"Hello\"", field="text")
+        p = params if params is not None else SynthesisParams.make(sampling)
+        if params is not None and sampling:
+            p = p.replace(**sampling)
+        check_text(text)
+        speaker = p.speaker
         prompts = self.encode_prompts(list(prompt_texts), list(prompt_tokens), speaker)
-        texts = split_text(text, chunk_length) if iterative_prompt and chunk_length > 0 else [text]
+        split = p.iterative_prompt and p.chunk_length > 0
+        texts = split_text(text, p.chunk_length) if split else [text]
         if not texts:
             raise InputError(f"text {text!r} has nothing to speak after cleaning (only punctuation/unsupported "
                              "characters)", "pass words in a supported language", field="text")
         tok = self.tokenizer
         encoded = [encode_prompt(tok, t, bos=i == 0 and not prompts, speaker=speaker,
                                  num_codebooks=self.num_codebooks).to(self.device) for i, t in enumerate(texts)]
-        params = {k: torch.tensor(v, device=self.device, dtype=torch.float32)
-                  for k, v in dict(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty).items()}
-        budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(p.size(1) for p in prompts)
+        tensors = {k: torch.tensor(getattr(p, k), device=self.device, dtype=torch.float32)
+                   for k in ("temperature", "top_p", "repetition_penalty")}
+        budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(x.size(1) for x in prompts)
         history: list[torch.Tensor] = []
         total_tokens, t_start = 0, time.perf_counter()
         for idx, seg in enumerate(encoded):
             history.append(seg)
             prompt = torch.cat(prompts + select_context(history, budget), dim=1)
             t0 = time.perf_counter()
-            cols = self._run(prompt, max_new_tokens, params, progress, should_stop, idx, len(encoded))
+            cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded))
             seconds = time.perf_counter() - t0
             total_tokens += cols.size(1)
             log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),

@@ -95,7 +95,7 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
     ``max_new_tokens = 0`` means up to ``max_seq_len``; the budget is clamped to ``max_seq_len - T``.
     ``on_column(i)`` is called after every column (progress, cancellation: it may raise).
     ``ignore_stop`` generates the whole budget (benchmarks). ``decode_threads`` sets torch's intra-op
-    threads for the per-token steps only (prefill keeps the default; see :func:`auto_decode_threads`).
+    threads for the per-token steps only (prefill keeps the default).
 
     Returns:
         (1 + NC, N) int64 generated columns, the stop column included.
@@ -135,17 +135,6 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def auto_decode_threads(device: torch.device) -> int | None:
-    """Threads for per-token steps: torch's default (all cores).
-
-    On an idle 2-core machine two threads nearly double the matrix-vector bandwidth a step can use
-    (small fp32: 32 vs 19 tokens/s eager). On a machine crowded by other jobs one thread can be faster
-    (OpenMP barriers wait for descheduled threads); pass ``decode_threads=1`` to
-    :class:`SemanticGenerator` there. See experiments/generation_speed.
-    """
-    return None
 
 
 def _decode_loop(model, step, cur, input_pos, history, budget, t, sampling, eos_id, im_end_id, on_column,

@@ -1,4 +1,4 @@
-"""``python infer.py task=decode``: semantic tokens → waveform.
+"""``speechlm task=decode``: semantic tokens → waveform, through the decode stage of :class:`speechlm.TTS`.
 
 ``decoder=vits`` (default, as Fish Speech 1.1 recommends) needs the text the tokens say and optionally a
 reference voice (``tools/vits_decoder/inference.py``); ``decoder=vqgan`` runs the VQGAN decoder and the
@@ -15,25 +15,12 @@ import torch
 from omegaconf import DictConfig
 
 from speechlm.audio.io import MODEL_SAMPLE_RATE, check_audio_path, load_audio, save_audio
-from speechlm.checkpoints.registry import resolve_checkpoint
-from speechlm.errors import InputError
+from speechlm.params import check_text
+from speechlm.pipeline import TTS
 from speechlm.stages.codes import CODEBOOK_SIZE, NUM_GROUPS, load_codes, validate_codes
-from speechlm.tasks.encode import load_codec
-from speechlm.utils.device import resolve_device, seed_everything
+from speechlm.utils.device import seed_everything
 
 log = logging.getLogger(__name__)
-
-DECODERS = ("vits", "vqgan")
-
-
-def load_vits(cfg: DictConfig):
-    """The :class:`~speechlm.stages.decode.VITSSynthesizer` from ``checkpoints.vits``."""
-    from speechlm.stages.decode import VITSSynthesizer
-
-    device = resolve_device(cfg.get("device", "auto"))
-    path = resolve_checkpoint(cfg.checkpoints.vits, "vits", checkpoint_dir=cfg.get("checkpoint_dir", "checkpoints"))
-    log.info("vits: %s on %s", path, device)
-    return VITSSynthesizer.from_config(cfg.model.vits, path, device=device, dtype=torch.float32)
 
 
 def _check_against_model(codes: torch.Tensor, model, name: str) -> torch.Tensor:
@@ -45,40 +32,34 @@ def _check_against_model(codes: torch.Tensor, model, name: str) -> torch.Tensor:
     return validate_codes(codes, groups, size, what=f"codes for this {name} model")
 
 
-def run(cfg: DictConfig) -> int:
-    decoder = cfg.get("decoder", "vits")
-    if decoder not in DECODERS:
-        raise InputError(f"decoder='{decoder}' is not a decoder", "use decoder=vits or decoder=vqgan", field="decoder")
-    output = check_audio_path(str(cfg.output))
+def _inputs(cfg: DictConfig, decoder: str):
+    """Token file, text and reference audio, checked before any model is loaded."""
     codes = load_codes(str(cfg.input))
-    text = str(cfg.get("text") or "")
+    text = str(cfg.text or "")
     reference = None
     if decoder == "vits":
-        if not text.strip():
-            raise InputError("text is empty: the VITS decoder needs the words the codes say",
-                             "pass text=\"...\" (or decode without text using decoder=vqgan)", field="text")
-        if cfg.get("reference"):
+        check_text(text, hint="the VITS decoder needs the words the codes say: pass text=\"...\" "
+                              "(or decode without text using decoder=vqgan)")
+        if cfg.reference:
             reference = load_audio(str(cfg.reference), target_sr=MODEL_SAMPLE_RATE,
-                                   max_seconds=cfg.get("max_reference_seconds", 90.0), what="reference audio",
+                                   max_seconds=cfg.max_reference_seconds or None, what="reference audio",
                                    limit_key="max_reference_seconds")
-    elif text or cfg.get("reference"):
+    elif text or cfg.reference:
         log.info("decoder=vqgan ignores text= and reference=")
+    return codes, text, reference
 
-    if decoder == "vits":
-        model = load_vits(cfg)
-        codes = _check_against_model(codes, model, "VITS")
-        seed_everything(cfg.get("seed"))
-        start = time.perf_counter()
-        ref = torch.from_numpy(reference) if reference is not None else None
-        with torch.inference_mode():
-            wave = model.decode(codes, text, ref, noise_scale=float(cfg.get("noise_scale", 0.5)))
-    else:
-        model = load_codec(cfg, vocoder=True)
-        codes = _check_against_model(codes, model, "VQGAN")
-        seed_everything(cfg.get("seed"))
-        start = time.perf_counter()
-        with torch.inference_mode():
-            wave = model.decode(codes)
+
+def run(cfg: DictConfig) -> int:
+    tts = TTS(cfg)  # validates decoder, noise_scale and seed
+    decoder = tts.default_decoder
+    output = check_audio_path(str(cfg.output))
+    codes, text, reference = _inputs(cfg, decoder)
+    model = tts.decoder(decoder)
+    codes = _check_against_model(codes, model, decoder.upper())
+    seed_everything(tts.defaults.seed)
+    start = time.perf_counter()
+    ref = torch.from_numpy(reference) if reference is not None else None
+    wave = tts.decode(codes, text, ref, decoder=decoder)
     wall = time.perf_counter() - start
     sr = int(getattr(model, "sample_rate", MODEL_SAMPLE_RATE))
     save_audio(output, wave, sr)

@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     if unknown:
         raise InputError(f"unknown checkpoint name(s): {', '.join(unknown)}",
                          "choose from: " + ", ".join(sorted(REGISTRY)), field="names")
-    local_dir = ensure_writable_dir(cfg.local_dir, "local_dir") if cfg.get("local_dir") else None
+    local_dir = ensure_writable_dir(cfg.local_dir, "local_dir") if cfg.local_dir else None
     out: dict[str, Path] = {}
     for name in names:
         entry = REGISTRY[name]

@@ -19,30 +19,13 @@ import torch
 from omegaconf import DictConfig
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, MODEL_SAMPLE_RATE, load_audio
-from speechlm.checkpoints.registry import resolve_checkpoint
 from speechlm.errors import InputError, SpeechLMError
-from speechlm.utils.device import resolve_device
+from speechlm.pipeline import TTS
 from speechlm.utils.io import save_npy_atomic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "fake.npy"
-
-
-def load_codec(cfg: DictConfig, *, vocoder: bool = False):
-    """The :class:`~speechlm.stages.codec.VQGANCodec` from ``checkpoints.vqgan`` (+ ``checkpoints.firefly``)."""
-    from speechlm.stages.codec import VQGANCodec
-
-    device = resolve_device(cfg.get("device", "auto"))
-    ckpt_dir = cfg.get("checkpoint_dir", "checkpoints")
-    vq_path = resolve_checkpoint(cfg.checkpoints.vqgan, "vqgan", checkpoint_dir=ckpt_dir)
-    ff_cfg = ff_path = None
-    if vocoder:
-        ff_cfg = cfg.model.firefly
-        ff_path = resolve_checkpoint(cfg.checkpoints.firefly, "firefly", checkpoint_dir=ckpt_dir)
-    log.info("vqgan: %s%s on %s", vq_path, f", firefly: {ff_path}" if ff_path else "", device)
-    # The codec runs in float32 everywhere (as the pipeline does): it is small next to text2semantic.
-    return VQGANCodec.from_config(cfg.model.vqgan, vq_path, ff_cfg, ff_path, device=device, dtype=torch.float32)
 
 
 @dataclass
@@ -110,11 +93,11 @@ def _encode_folder(codec, src: Path, files: list[Path], out_root: Path, cfg: Dic
             rel = path.relative_to(src)
             bar.update(task, name=str(rel))
             dst = out_root / rel.with_suffix(".npy")
-            if not cfg.get("overwrite", True) and dst.exists():
+            if not cfg.overwrite and dst.exists():
                 summary.skipped_existing += 1
             else:
                 try:
-                    summary.audio_seconds += encode_file(codec, path, dst, cfg.get("max_seconds"))
+                    summary.audio_seconds += encode_file(codec, path, dst, cfg.max_seconds)
                     summary.done += 1
                 except SpeechLMError as e:
                     summary.failed.append((rel, str(e)))
@@ -135,7 +118,7 @@ def run(cfg: DictConfig) -> int:
     if not src.exists():
         raise InputError(f"input '{src}' does not exist", "pass an audio file or a folder of them", field="input")
     if src.is_dir():
-        out_root = Path(str(cfg.output)) if cfg.get("output") else src
+        out_root = Path(str(cfg.output)) if cfg.output else src
         if out_root.exists() and not out_root.is_dir():
             raise InputError(f"output '{out_root}' is a file but input '{src}' is a folder",
                              "pass output=<folder> for a folder input", field="output")
@@ -143,16 +126,16 @@ def run(cfg: DictConfig) -> int:
         if not files:
             raise InputError(f"no audio files under '{src}'",
                              "supported: " + ", ".join(sorted(AUDIO_EXTENSIONS)), field="input")
-        codec = load_codec(cfg)
+        codec = TTS(cfg).codec
         summary = _encode_folder(codec, src, files, out_root, cfg)
         print(summary.line())
         for rel, why in summary.failed:
             print(f"failed: {rel}: {why}", file=sys.stderr)
         return 1 if summary.failed else 0
     # One file: read it before loading the model, so bad input fails fast.
-    audio = load_audio(src, target_sr=MODEL_SAMPLE_RATE, max_seconds=cfg.get("max_seconds"), what="input audio")
-    dst = _single_output(src, cfg.get("output"))
-    codec = load_codec(cfg)
+    audio = load_audio(src, target_sr=MODEL_SAMPLE_RATE, max_seconds=cfg.max_seconds, what="input audio")
+    dst = _single_output(src, cfg.output)
+    codec = TTS(cfg).codec
     start = time.perf_counter()
     shape = encode_to_file(codec, audio, dst)
     summary = EncodeSummary(done=1, audio_seconds=len(audio) / MODEL_SAMPLE_RATE,

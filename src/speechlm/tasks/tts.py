@@ -1,4 +1,4 @@
-"""``python infer.py task=tts``: text (+ reference voice) → audio file(s), through :class:`speechlm.TTS`."""
+"""``speechlm task=tts``: text (+ reference voice) → audio file(s), through :class:`speechlm.TTS`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from omegaconf import DictConfig
 
 from speechlm.audio.io import save_audio
 from speechlm.errors import InputError
+from speechlm.params import check_text
 from speechlm.pipeline import TTS
 
 log = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = (".wav", ".flac", ".mp3")
 
 
 def output_paths(output: str, n: int) -> list[Path]:
@@ -24,22 +27,14 @@ def output_paths(output: str, n: int) -> list[Path]:
 
 def run(cfg: DictConfig) -> list[Path]:
     output = str(cfg.output)
-    if Path(output).suffix.lower() not in (".wav", ".flac", ".mp3"):
+    if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"output='{output}' has no supported extension", "use a .wav, .flac or .mp3 file name",
                          field="output")
-    if cfg.reference is not None and not cfg.get("reference_text"):
-        raise InputError("reference_text is missing", "pass reference_text=\"what the reference audio says\"",
-                         field="reference_text")
-    if not str(cfg.text or "").strip():
-        raise InputError("text is empty", "pass text=\"...\"", field="text")
+    check_text(cfg.text, cfg.max_text_length)
     tts = TTS.from_config(cfg)
-    reference = tts.encode_reference(str(cfg.reference), str(cfg.reference_text)) if cfg.reference else None
-    result = tts.synthesize(
-        str(cfg.text), reference=reference, speaker=cfg.get("speaker"), decoder=cfg.decoder,
-        num_samples=int(cfg.num_samples), seed=cfg.get("seed"), max_new_tokens=int(cfg.max_new_tokens),
-        chunk_length=int(cfg.chunk_length), top_p=float(cfg.top_p), temperature=float(cfg.temperature),
-        repetition_penalty=float(cfg.repetition_penalty), normalize=bool(cfg.get("normalize", True)),
-    )
+    # Without reference_text the clip gives the VITS timbre only (the original's behaviour).
+    reference = tts.encode_reference(str(cfg.reference), cfg.reference_text) if cfg.reference else None
+    result = tts.synthesize(str(cfg.text), reference=reference)
     paths = output_paths(output, len(result.takes))
     for path, audio in zip(paths, result.takes):
         save_audio(path, audio, result.sample_rate)

@@ -7,6 +7,7 @@ loaded (and warmed up) before the port opens, so a missing checkpoint fails with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from speechlm.errors import InputError
+from speechlm.params import SynthesisParams
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-# Config keys that set the controls' initial values.
-UI_DEFAULTS = ("normalize", "chunk_length", "max_new_tokens", "top_p", "repetition_penalty", "temperature",
-               "speaker", "seed", "decoder", "num_samples")
 
 
 def _port(value, source: str) -> int:
@@ -39,7 +38,7 @@ def resolve_address(cfg: DictConfig, environ=os.environ) -> tuple[str, int, bool
     ``listen`` may be ``HOST`` or ``HOST:PORT`` (as for ``task=serve``); an explicit ``port`` wins.
     """
     host = port = None
-    listen = cfg.get("listen")
+    listen = cfg.listen
     if listen not in (None, ""):
         listen = str(listen)
         head, sep, tail = listen.rpartition(":")
@@ -47,13 +46,13 @@ def resolve_address(cfg: DictConfig, environ=os.environ) -> tuple[str, int, bool
             host, port = head.strip("[]"), _port(tail, "listen")
         else:
             host = listen.strip("[]")
-    if cfg.get("port") is not None:
+    if cfg.port is not None:
         port = _port(cfg.port, "port")
     host = host or environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     if port is None:
         env_port = environ.get("GRADIO_SERVER_PORT")
         port = _port(env_port, "GRADIO_SERVER_PORT") if env_port else DEFAULT_PORT
-    share = cfg.get("share")
+    share = cfg.share
     if share is None:
         value = environ.get("GRADIO_SHARE", "").strip().lower()
         if value not in _TRUE | _FALSE:
@@ -80,11 +79,12 @@ def run(cfg: DictConfig) -> None:
 
     host, port, share = resolve_address(cfg)
     tts = TTS.from_config(cfg)
-    if cfg.get("warmup", True):
-        tts.synthesize("Hello.", seed=0, max_new_tokens=int(cfg.get("max_new_tokens", 0)))
+    if cfg.warmup:
+        tts.synthesize("Hello.", seed=0)
         log.info("warm-up done")
-    defaults = {k: cfg.get(k) for k in UI_DEFAULTS}
-    app = build_app(tts, voices=open_voice_store(cfg.get("references_dir")), defaults=defaults)
+    # the controls start at the config's synthesis parameters
+    defaults = dataclasses.asdict(SynthesisParams.from_config(cfg))
+    app = build_app(tts, voices=open_voice_store(cfg.references_dir), defaults=defaults)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach this port can use the UI (it has no login)", host)
     log.info("web UI at http://%s:%d/%s", host, port, " (and a public share link)" if share else "")

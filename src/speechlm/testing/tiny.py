@@ -1,8 +1,8 @@
 """A complete tiny pipeline: random tiny checkpoints for every stage plus the config that loads them.
 
-Used by the tests, the quickstart notebook and ``make demo`` when no official weights are wanted:
-``build_tiny_tts(folder)`` writes four small checkpoint files (official envelopes) and returns a
-loaded :class:`speechlm.pipeline.TTS`. The voice is noise-like: the weights are random.
+Used by the tests and the quickstart notebook (``SPEECHLM_NOTEBOOK_TINY=1``): ``build_tiny_tts(folder)``
+writes four small checkpoint files (official envelopes) and returns a loaded :class:`speechlm.pipeline.TTS`.
+The voice is noise-like: the weights are random.
 """
 
 from __future__ import annotations

@@ -58,10 +58,3 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
         with open(tmp, "wb") as f:
             np.save(f, array)
     return path
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path

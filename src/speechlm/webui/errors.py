@@ -27,7 +27,7 @@ def error_html(e: BaseException) -> str:
     A user error shows its message and hint; anything else is logged with its traceback and shown as
     one line pointing at the server log.
     """
-    from speechlm.pipeline import Cancelled
+    from speechlm.stages.generate import GenerationCancelled as Cancelled
 
     if isinstance(e, Cancelled):
         title, text = "Stopped", "the generation was stopped"
