@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-import speechlm.models.hifigan_inference as hi
-from speechlm.models.vqgan.firefly import HiFiGANGenerator as FireflyHead
-from speechlm.models.vits.hifigan import HiFiGANGenerator as VITSDecoder
+import speechlm.models.hifigan.inference as hi
+from speechlm.models.firefly.vocoder import FireflyHead
+from speechlm.models.hifigan.generator import HiFiGANGenerator
 
 
 @pytest.mark.parametrize("cin,stride,kernel", [(8, 2, 4), (8, 2, 8), (6, 2, 2), (8, 8, 16), (4, 3, 5)])
@@ -56,7 +56,8 @@ def test_fast_path_skipped_with_hooks_or_grad():
 
 def test_vits_decoder_fast_path_matches_module_path():
     torch.manual_seed(0)
-    dec = VITSDecoder(12, "1", [3, 7], [[1, 3, 5], [1, 3, 5]], [4, 2, 2], 32, [8, 4, 2], gin_channels=8)
+    dec = HiFiGANGenerator(12, 32, [4, 2, 2], [8, 4, 2], [3, 7], [[1, 3, 5], [1, 3, 5]], gin_channels=8,
+                           legacy_weight_norm=True)
     for m in dec.modules():
         if hasattr(m, "weight_g"):
             torch.nn.utils.remove_weight_norm(m)

@@ -27,10 +27,10 @@ from speechlm.checkpoints.loading import (detect_kind, fold_weight_norm_keys, lo
                                           strip_prefix, unwrap_lightning)
 from speechlm.errors import CheckpointError
 from speechlm.models.vits.synthesizer import SynthesizerTrn
-from speechlm.models.vits.weight_norm import remove_all_weight_norm
+from speechlm.models.weight_norm import remove_all_weight_norm
 
 # Buffers registered with persistent=False; tolerated (and ignored) when a file carries them.
-_NON_PERSISTENT = re.compile(
+NON_PERSISTENT = re.compile(
     r"^vq\.spec\.|^vq\.quantizer\.residual_fsq\.rvqs\.\d+\.(scales|layers\.\d+\.(_levels|_basis|implicit_codebook))$"
 )
 # Parameters only `vq.encode(audio)` uses.
@@ -56,7 +56,7 @@ def generator_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
 
 def inference_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Generator keys → what the inference model loads (plain weights, no training-only parts)."""
-    out = {k: v for k, v in sd.items() if not k.startswith(_TRAINING_ONLY) and not _NON_PERSISTENT.search(k)}
+    out = {k: v for k, v in sd.items() if not k.startswith(_TRAINING_ONLY) and not NON_PERSISTENT.search(k)}
     return fold_weight_norm_keys(out)
 
 
