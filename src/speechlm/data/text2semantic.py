@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from speechlm.data.split import split_train_val
 from speechlm.errors import InputError
 from speechlm.text.prompt import CODEBOOK_EOS, CODEBOOK_PAD, encode_prompt
 from speechlm.text.tokenizer import build_tokenizer
@@ -118,7 +119,7 @@ class TextToSemanticData(L.LightningDataModule):
     """Args:
         root: the folder of ``<speaker>/<name>.{npy,lab}``.
         num_codebooks / codebook_size: from the model config (codes must be < codebook_size - 2).
-        val_fraction: share of utterances held out (at least one when there are two or more).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
     """
 
     def __init__(self, root: str, num_codebooks: int = 2, codebook_size: int | None = None, batch_size: int = 8,
@@ -131,10 +132,7 @@ class TextToSemanticData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
-        items = scan_folder(h.root)
-        random.Random(h.seed).shuffle(items)
-        n_val = max(1, int(len(items) * h.val_fraction)) if len(items) > 1 else 0
-        val, train = items[:n_val] or items, items[n_val:] or items
+        train, val = split_train_val(scan_folder(h.root), h.val_fraction, h.seed)
         max_code = h.codebook_size - 2 if h.codebook_size else None
         kw = dict(num_codebooks=h.num_codebooks, max_code=max_code, use_speaker=h.use_speaker,
                   prompt_prob=h.prompt_prob)

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, load_audio
+from speechlm.data.split import split_train_val
 from speechlm.errors import InputError
 from speechlm.text.tokenizer import build_tokenizer
 
@@ -102,7 +103,7 @@ class VITSData(L.LightningDataModule):
             the VITS decoder takes its voice from a reference spectrogram).
         min_duration / max_duration: seconds; shorter clips are padded, longer ones randomly cropped.
         sentence_mask_ratio: share of training items whose text is replaced by ``"-"`` (v1.1: 0.2).
-        val_fraction: share of clips held out (at least one when there are two or more).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
     """
 
     def __init__(self, root: str, sample_rate: int = 44100, min_duration: float = 1.5, max_duration: float = 30.0,
@@ -115,10 +116,7 @@ class VITSData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
-        clips = scan_labelled_audio(h.root, h.suffix)
-        random.Random(h.seed).shuffle(clips)
-        n_val = min(len(clips) - 1, max(1, round(len(clips) * h.val_fraction))) if len(clips) > 1 else 0
-        val, train = clips[:n_val] or clips, clips[n_val:]
+        train, val = split_train_val(scan_labelled_audio(h.root, h.suffix), h.val_fraction, h.seed)
         kw = dict(sample_rate=h.sample_rate, min_duration=h.min_duration, max_duration=h.max_duration)
         self.train_set = LabelledAudio(train, sentence_mask_ratio=h.sentence_mask_ratio, **kw)
         self.val_set = LabelledAudio(val, sentence_mask_ratio=0.0, **kw)
