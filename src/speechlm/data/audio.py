@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, load_audio
-from speechlm.data.split import split_train_val
+from speechlm.data.split import FolderDataModule
 from speechlm.errors import InputError
 
 
@@ -61,7 +60,7 @@ def collate_audio(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"audios": audios, "audio_lengths": lengths}
 
 
-class AudioFolderData(L.LightningDataModule):
+class AudioFolderData(FolderDataModule):
     """Train / validation split of one audio folder.
 
     Args:
@@ -77,14 +76,14 @@ class AudioFolderData(L.LightningDataModule):
                  val_fraction: float = 0.05, seed: int = 42):
         super().__init__()
         self.save_hyperparameters()
-        self.train_set: AudioSlices | None = None
-        self.val_set: AudioSlices | None = None
 
-    def setup(self, stage: str | None = None) -> None:
+    def scan(self) -> list[Path]:
+        return scan_audio(self.hparams.root)
+
+    def datasets(self, train: list[Path], val: list[Path]) -> tuple[AudioSlices, AudioSlices]:
         hp = self.hparams
-        train, val = split_train_val(scan_audio(hp.root), hp.val_fraction, hp.seed)
-        self.train_set = AudioSlices(train, hp.sample_rate, hp.slice_frames * hp.hop_length, True)
-        self.val_set = AudioSlices(val, hp.sample_rate, hp.val_max_frames * hp.hop_length, False)
+        return (AudioSlices(train, hp.sample_rate, hp.slice_frames * hp.hop_length, True),
+                AudioSlices(val, hp.sample_rate, hp.val_max_frames * hp.hop_length, False))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,

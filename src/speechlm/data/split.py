@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from typing import Sequence, TypeVar
 
+import lightning as L
+from torch.utils.data import Dataset
+
 from speechlm.errors import InputError
 
 T = TypeVar("T")
@@ -36,3 +39,28 @@ def split_train_val(items: Sequence[T], val_fraction: float, seed: int) -> tuple
         return shuffled, shuffled
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     return shuffled[n_val:], shuffled[:n_val]
+
+
+class FolderDataModule(L.LightningDataModule):
+    """Base of the data modules over one folder: ``setup`` scans it, splits, builds the two datasets.
+
+    A subclass calls ``self.save_hyperparameters()`` (with ``root``, ``val_fraction`` and ``seed`` among its
+    arguments) and defines :meth:`scan` and :meth:`datasets`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def scan(self) -> list:
+        """The items under ``hparams.root`` (sorted, so the seeded split is reproducible)."""
+        raise NotImplementedError
+
+    def datasets(self, train: list, val: list) -> tuple[Dataset, Dataset]:
+        """The training and validation datasets of the split items."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        self.train_set, self.val_set = self.datasets(*split_train_val(self.scan(), h.val_fraction, h.seed))

@@ -1,10 +1,11 @@
 """``GANModule``: the LightningModule base of the three GAN trainings (VQGAN, Firefly, VITS decoder).
 
 Lightning 2 manual optimisation (``automatic_optimization = False``): a subclass's ``training_step``
-takes ``opt_g, opt_d = self.optimizers()``, calls :meth:`GANModule.backward_step` once for the
-discriminator and once for the generator (zero grad, ``manual_backward``, gradient-norm clip, step),
-then :meth:`GANModule.step_schedulers`. Subclasses own their losses and call
-``self.save_hyperparameters(ignore=[...the networks and factories...])`` after ``super().__init__``.
+takes ``opt_g, opt_d = self.optimizers()``, calls :meth:`GANModule.backward_step` for the
+discriminator (zero grad, ``manual_backward``, gradient-norm clip, step) and ends with
+:meth:`GANModule.finish_step` (the same for the generator, the schedulers' step, the log).
+Subclasses own their losses and call ``self.save_hyperparameters(ignore=[...networks, factories...])``
+after ``super().__init__``.
 """
 
 from __future__ import annotations
@@ -75,12 +76,16 @@ class GANModule(L.LightningModule):
         for s in (scheds if isinstance(scheds, list) else [scheds] if scheds else []):
             s.step()
 
-    def log_losses(self, loss_d: Tensor | None, loss_g: Tensor, parts: Mapping[str, Tensor],
-                   prog_bar: bool = True) -> dict[str, Tensor]:
-        """Log ``train/discriminator/loss``, ``train/generator/loss`` and ``train/generator/<part>``.
+    def finish_step(self, opt_g, loss_d: Tensor | None, loss_g: Tensor, parts: Mapping[str, Tensor],
+                    prog_bar: bool = True) -> dict[str, Tensor]:
+        """The end of every GAN training step: the generator's :meth:`backward_step` on ``loss_g``, the
+        schedulers' step, and the log (``train/discriminator/loss``, ``train/generator/loss``,
+        ``train/generator/<part>``; no discriminator entry when ``loss_d`` is None).
 
         Returns the generator entries, detached.
         """
+        self.backward_step(opt_g, loss_g)
+        self.step_schedulers()
         logs = {"train/generator/loss": loss_g, **{f"train/generator/{k}": v for k, v in parts.items()}}
         self.log_dict(logs if loss_d is None else {"train/discriminator/loss": loss_d, **logs}, prog_bar=prog_bar)
         return {k: v.detach() for k, v in logs.items()}

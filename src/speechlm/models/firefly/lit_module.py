@@ -83,9 +83,7 @@ class FireflyLit(GANModule):
         loss_fm = sum(F.l1_loss(f, r) for fs, rs in zip(fake_feats, real_feats) for f, r in zip(fs, rs))
         hp = self.hparams
         loss = hp.weight_mel * loss_mel + hp.weight_adv * loss_adv + hp.weight_fm * loss_fm
-        self.backward_step(opt_g, loss)
-        self.step_schedulers()
-        self.log_losses(loss_d, loss, {"loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm})
+        self.finish_step(opt_g, loss_d, loss, {"loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm})
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:

@@ -105,10 +105,8 @@ class VITSDecoderLit(GANModule):
         loss_mel = masked_mean(F.l1_loss(mels, fake_mels, reduction="none"), masks)
         loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask)
         loss = loss_mel * self.hparams.weight_mel + loss_kl * self.hparams.weight_kl + loss_adv + loss_fm
-        self.backward_step(opt_g, loss)
-        self.step_schedulers()
-        return self.log_losses(loss_d, loss, {"mel": loss_mel, "kl": loss_kl, "adv": loss_adv, "fm": loss_fm},
-                               prog_bar=False)
+        parts = {"mel": loss_mel, "kl": loss_kl, "adv": loss_adv, "fm": loss_fm}
+        return self.finish_step(opt_g, loss_d, loss, parts, prog_bar=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         audios = batch["audios"].float()[:, None, :]

@@ -93,9 +93,7 @@ class VQGANLit(GANModule):
         loss_adv = avg_with_mask((self.discriminator(gen) - 1) ** 2, d_mask)
         hp = self.hparams
         loss = hp.weight_vq * loss_vq + hp.weight_mel * loss_mel + hp.weight_adv * loss_adv
-        self.backward_step(opt_g, loss)
-        self.step_schedulers()
-        self.log_losses(loss_d, loss, {"loss_mel": loss_mel, "loss_adv": loss_adv, "loss_vq": loss_vq})
+        self.finish_step(opt_g, loss_d, loss, {"loss_mel": loss_mel, "loss_adv": loss_adv, "loss_vq": loss_vq})
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
