@@ -19,6 +19,7 @@ from speechlm.checkpoints.loading import fold_weight_norm_keys, load_strict, rea
 from speechlm.errors import CheckpointError
 from speechlm.models.firefly.vocoder import FireflyVocoder
 from speechlm.models.loading import build_on_meta, check_kind, float32_state, preset_hint
+from speechlm.models.precision import PROBE_FRAMES, apply_precision, check_precision
 
 
 def firefly_state_dict(raw: Mapping, path: str | os.PathLike = "checkpoint") -> dict:
@@ -31,12 +32,17 @@ def firefly_state_dict(raw: Mapping, path: str | os.PathLike = "checkpoint") -> 
 
 
 def load_firefly(cfg: DictConfig | Mapping, path: str | os.PathLike, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> FireflyVocoder:
+                 dtype: torch.dtype = torch.float32, precision: str = "fp32") -> FireflyVocoder:
     """Build ``model/firefly`` on meta, fold and load ``path`` strictly, move to ``device``/``dtype``.
+
+    ``precision`` (``fp32`` | ``bf16`` | ``auto``, see :mod:`speechlm.models.precision`) sets the compute dtype
+    of the vocoder; it still takes and returns ``dtype`` tensors.
 
     Raises:
         CheckpointError: unreadable file, wrong kind (e.g. a VQGAN file), missing or mis-shaped keys.
+        InputError: an unknown ``precision``.
     """
+    check_precision(precision)
     model = build_on_meta(cfg)
     if not isinstance(model, FireflyVocoder):
         raise CheckpointError(f"model config builds {type(model).__name__}, not FireflyVocoder",
@@ -45,4 +51,7 @@ def load_firefly(cfg: DictConfig | Mapping, path: str | os.PathLike, device: tor
     load_strict(model, sd, expected_kind="firefly", config_name="model/firefly", path=path,
                 hint=preset_hint("firefly", "firefly_gan_base"))
     model.to(device=device, dtype=dtype)
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    n_mels = model.backbone.downsample_layers[0][0].in_channels
+    apply_precision(model, precision, (torch.randn(1, n_mels, PROBE_FRAMES, device=device, dtype=dtype),))
+    return model

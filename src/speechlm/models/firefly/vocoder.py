@@ -119,5 +119,6 @@ class FireflyVocoder(nn.Module):
         return self.backbone.receptive_frames + self.head.receptive_frames
 
     def forward(self, mel: Tensor) -> Tensor:
-        """``(B, n_mels, T)`` -> ``(B, 1, T * hop_length)``."""
-        return self.head(self.backbone(mel))
+        """``(B, n_mels, T)`` -> ``(B, 1, T * hop_length)`` in ``mel.dtype`` (computed in the weights' dtype)."""
+        dtype = self.backbone.downsample_layers[0][0].weight.dtype
+        return self.head(self.backbone(mel.to(dtype))).to(mel.dtype)

@@ -222,7 +222,14 @@ class HiFiGANGenerator(nn.Module):
         return frames + math.ceil((self.conv_post.kernel_size[0] // 2) / rate)
 
     def forward(self, x: Tensor, g: Tensor | None = None) -> Tensor:
-        """x: ``(B, in_channels, T)``, g: ``(B, gin, 1)`` or None -> ``(B, 1, T * prod(upsample_rates))``."""
+        """x: ``(B, in_channels, T)``, g: ``(B, gin, 1)`` or None -> ``(B, 1, T * prod(upsample_rates))``.
+
+        A generator whose weights are in another dtype (bf16, :mod:`speechlm.models.precision`) computes in
+        that dtype and returns ``x.dtype``.
+        """
+        dtype = self.conv_pre.bias.dtype  # not .weight: under a weight-norm parametrisation that is computed
+        if x.dtype != dtype:
+            return self.forward(x.to(dtype), None if g is None else g.to(dtype)).to(x.dtype)
         if self.fast_inference and use_fast_path(x, self):
             return self._forward_inference(x, g)
         inplace = not torch.is_grad_enabled()  # x is always a fresh activation here
