@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from speechlm.errors import CheckpointError
-from speechlm.models.vqgan.loading import load_firefly, load_vqgan
+from speechlm.models.firefly.loading import load_firefly
+from speechlm.models.vqgan.loading import load_vqgan
 from speechlm.testing.tiny_codec import compose_model_preset, make_tiny_firefly, make_tiny_vqgan
 
 

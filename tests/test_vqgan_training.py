@@ -12,9 +12,12 @@ import torch
 from hydra.utils import instantiate
 
 from speechlm.data.audio import AudioFolderData
-from speechlm.models.vqgan.discriminator import Discriminator, MultiPeriodDiscriminator
-from speechlm.models.vqgan.lit_module import FireflyLit, VQGANLit
-from speechlm.models.vqgan.loading import load_firefly, load_vqgan
+from speechlm.models.firefly.lit_module import FireflyLit
+from speechlm.models.firefly.loading import load_firefly
+from speechlm.models.hifigan.discriminator import MultiPeriodDiscriminator
+from speechlm.models.vqgan.discriminator import Discriminator
+from speechlm.models.vqgan.lit_module import VQGANLit
+from speechlm.models.vqgan.loading import load_vqgan
 from speechlm.testing.tiny_codec import compose_model_preset, make_tiny_firefly, make_tiny_vqgan
 
 

@@ -13,7 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from speechlm.stages.codec import VQGANCodec
-from speechlm.models.vqgan.loading import load_firefly, load_vqgan
+from speechlm.models.firefly.loading import load_firefly
+from speechlm.models.vqgan.loading import load_vqgan
 
 pytestmark = pytest.mark.parity
 
@@ -52,9 +53,9 @@ def firefly_config(cfg: dict):
     b = {k: v for k, v in cfg["firefly"]["backbone"].items() if k != "class"}
     h = {k: v for k, v in cfg["firefly"]["head"].items() if k != "class"}
     return OmegaConf.create({
-        "_target_": "speechlm.models.vqgan.firefly.FireflyVocoder",
-        "backbone": {"_target_": "speechlm.models.vqgan.firefly.ConvNeXtEncoder", **b},
-        "head": {"_target_": "speechlm.models.vqgan.firefly.HiFiGANGenerator", **h},
+        "_target_": "speechlm.models.firefly.vocoder.FireflyVocoder",
+        "backbone": {"_target_": "speechlm.models.firefly.vocoder.ConvNeXtEncoder", **b},
+        "head": {"_target_": "speechlm.models.firefly.vocoder.FireflyHead", **h},
     })
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, load_audio
+from speechlm.data.split import FolderDataModule
 from speechlm.errors import InputError
 
 
@@ -60,7 +60,7 @@ def collate_audio(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"audios": audios, "audio_lengths": lengths}
 
 
-class AudioFolderData(L.LightningDataModule):
+class AudioFolderData(FolderDataModule):
     """Train / validation split of one audio folder.
 
     Args:
@@ -68,7 +68,7 @@ class AudioFolderData(L.LightningDataModule):
         sample_rate, hop_length: model rate and mel hop.
         slice_frames: training slice length in mel frames (v1.1: 512 ≈ 5.9 s).
         val_max_frames: validation items are cut to this many frames.
-        val_fraction: share of files held out (at least one when there are two or more files).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
     """
 
     def __init__(self, root: str, sample_rate: int = 44100, hop_length: int = 512, slice_frames: int = 512,
@@ -76,17 +76,14 @@ class AudioFolderData(L.LightningDataModule):
                  val_fraction: float = 0.05, seed: int = 42):
         super().__init__()
         self.save_hyperparameters()
-        self.train_set: AudioSlices | None = None
-        self.val_set: AudioSlices | None = None
 
-    def setup(self, stage: str | None = None) -> None:
+    def scan(self) -> list[Path]:
+        return scan_audio(self.hparams.root)
+
+    def datasets(self, train: list[Path], val: list[Path]) -> tuple[AudioSlices, AudioSlices]:
         hp = self.hparams
-        files = scan_audio(hp.root)
-        random.Random(hp.seed).shuffle(files)
-        n_val = min(len(files) - 1, max(1, round(len(files) * hp.val_fraction))) if len(files) > 1 else 0
-        val, train = files[:n_val], files[n_val:]
-        self.train_set = AudioSlices(train, hp.sample_rate, hp.slice_frames * hp.hop_length, True)
-        self.val_set = AudioSlices(val or train[:1], hp.sample_rate, hp.val_max_frames * hp.hop_length, False)
+        return (AudioSlices(train, hp.sample_rate, hp.slice_frames * hp.hop_length, True),
+                AudioSlices(val, hp.sample_rate, hp.val_max_frames * hp.hop_length, False))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,

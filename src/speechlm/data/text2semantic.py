@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from speechlm.data.split import FolderDataModule
 from speechlm.errors import InputError
 from speechlm.text.prompt import CODEBOOK_EOS, CODEBOOK_PAD, encode_prompt
 from speechlm.text.tokenizer import build_tokenizer
@@ -114,11 +114,11 @@ def collate(examples: list[dict], max_length: int, eos_id: int) -> dict:
     return {"inputs": torch.stack(inputs), "labels": torch.stack(labels), "attention_masks": torch.stack(masks)}
 
 
-class TextToSemanticData(L.LightningDataModule):
+class TextToSemanticData(FolderDataModule):
     """Args:
         root: the folder of ``<speaker>/<name>.{npy,lab}``.
         num_codebooks / codebook_size: from the model config (codes must be < codebook_size - 2).
-        val_fraction: share of utterances held out (at least one when there are two or more).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
     """
 
     def __init__(self, root: str, num_codebooks: int = 2, codebook_size: int | None = None, batch_size: int = 8,
@@ -126,20 +126,16 @@ class TextToSemanticData(L.LightningDataModule):
                  prompt_prob: float = 0.5, seed: int = 42):
         super().__init__()
         self.save_hyperparameters()
-        self.train_set: SemanticPairs | None = None
-        self.val_set: SemanticPairs | None = None
 
-    def setup(self, stage: str | None = None) -> None:
+    def scan(self) -> list[Utterance]:
+        return scan_folder(self.hparams.root)
+
+    def datasets(self, train: list[Utterance], val: list[Utterance]) -> tuple[SemanticPairs, SemanticPairs]:
         h = self.hparams
-        items = scan_folder(h.root)
-        random.Random(h.seed).shuffle(items)
-        n_val = max(1, int(len(items) * h.val_fraction)) if len(items) > 1 else 0
-        val, train = items[:n_val] or items, items[n_val:] or items
         max_code = h.codebook_size - 2 if h.codebook_size else None
         kw = dict(num_codebooks=h.num_codebooks, max_code=max_code, use_speaker=h.use_speaker,
                   prompt_prob=h.prompt_prob)
-        self.train_set = SemanticPairs(train, seed=h.seed, **kw)
-        self.val_set = SemanticPairs(val, seed=h.seed + 1, **kw)
+        return SemanticPairs(train, seed=h.seed, **kw), SemanticPairs(val, seed=h.seed + 1, **kw)
 
     def _loader(self, ds: SemanticPairs, shuffle: bool) -> DataLoader:
         fn = partial(collate, max_length=self.hparams.max_length, eos_id=ds.tokenizer.eos_token_id)

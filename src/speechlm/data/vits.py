@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, load_audio
+from speechlm.data.split import FolderDataModule
 from speechlm.errors import InputError
 from speechlm.text.tokenizer import build_tokenizer
 
@@ -94,7 +94,7 @@ def collate_vits(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str,
     return {"audios": audios, "audio_lengths": audio_lengths, "texts": texts, "text_lengths": text_lengths}
 
 
-class VITSData(L.LightningDataModule):
+class VITSData(FolderDataModule):
     """Train / validation split of one folder of labelled audio.
 
     Args:
@@ -102,7 +102,7 @@ class VITSData(L.LightningDataModule):
             the VITS decoder takes its voice from a reference spectrogram).
         min_duration / max_duration: seconds; shorter clips are padded, longer ones randomly cropped.
         sentence_mask_ratio: share of training items whose text is replaced by ``"-"`` (v1.1: 0.2).
-        val_fraction: share of clips held out (at least one when there are two or more).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
     """
 
     def __init__(self, root: str, sample_rate: int = 44100, min_duration: float = 1.5, max_duration: float = 30.0,
@@ -110,18 +110,15 @@ class VITSData(L.LightningDataModule):
                  num_workers: int = 0, val_fraction: float = 0.05, suffix: str = ".lab", seed: int = 42):
         super().__init__()
         self.save_hyperparameters()
-        self.train_set: LabelledAudio | None = None
-        self.val_set: LabelledAudio | None = None
 
-    def setup(self, stage: str | None = None) -> None:
+    def scan(self) -> list[Clip]:
+        return scan_labelled_audio(self.hparams.root, self.hparams.suffix)
+
+    def datasets(self, train: list[Clip], val: list[Clip]) -> tuple[LabelledAudio, LabelledAudio]:
         h = self.hparams
-        clips = scan_labelled_audio(h.root, h.suffix)
-        random.Random(h.seed).shuffle(clips)
-        n_val = min(len(clips) - 1, max(1, round(len(clips) * h.val_fraction))) if len(clips) > 1 else 0
-        val, train = clips[:n_val] or clips, clips[n_val:]
         kw = dict(sample_rate=h.sample_rate, min_duration=h.min_duration, max_duration=h.max_duration)
-        self.train_set = LabelledAudio(train, sentence_mask_ratio=h.sentence_mask_ratio, **kw)
-        self.val_set = LabelledAudio(val, sentence_mask_ratio=0.0, **kw)
+        return (LabelledAudio(train, sentence_mask_ratio=h.sentence_mask_ratio, **kw),
+                LabelledAudio(val, sentence_mask_ratio=0.0, **kw))
 
     def _loader(self, ds: LabelledAudio, batch_size: int, shuffle: bool) -> DataLoader:
         fn = partial(collate_vits, pad_id=ds.tokenizer.eos_token_id)

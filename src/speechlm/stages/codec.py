@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from speechlm.errors import AudioError, InputError
-from speechlm.models.vqgan.firefly import FireflyVocoder
-from speechlm.models.vqgan.loading import load_firefly, load_vqgan
+from speechlm.models.firefly.loading import load_firefly
+from speechlm.models.firefly.vocoder import FireflyVocoder
+from speechlm.models.vqgan.loading import load_vqgan
 from speechlm.models.vqgan.vqgan import VQGAN
 
 

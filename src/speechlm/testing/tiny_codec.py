@@ -3,7 +3,8 @@
 The weights are redrawn as the reference fixtures do (weights ~ N(0, 1/fan_in), small random biases,
 LayerNorm weights near 1, ConvNeXt ``gamma`` in [0.3, 0.8]) so every layer matters and the codes
 spread over the codebook; the files load with :func:`~speechlm.models.vqgan.loading.load_vqgan` /
-``load_firefly`` and the ``model/vqgan=tiny`` / ``model/firefly=tiny`` presets.
+:func:`~speechlm.models.firefly.loading.load_firefly` and the ``model/vqgan=tiny`` / ``model/firefly=tiny``
+presets.
 """
 
 from __future__ import annotations

@@ -50,8 +50,3 @@ class ModelArgs:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# Reference class names, accepted as config targets.
-DualARModelArgs = ModelArgs
-NaiveModelArgs = ModelArgs

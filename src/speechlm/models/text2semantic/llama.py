@@ -31,10 +31,6 @@ class TransformerOutput:
     codebook_logits: Tensor | None
     hidden_states: Tensor
 
-    @property
-    def logits(self) -> Tensor:  # reference name of the slow head output
-        return self.token_logits
-
 
 def rope_table(seq_len: int, head_dim: int, base: float = 10000) -> Tensor:
     """(seq_len, head_dim/2, 2) cos/sin table, rounded to bfloat16 exactly as the reference stores it."""

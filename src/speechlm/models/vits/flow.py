@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from speechlm.models.vits.text_encoder import sequence_mask
-from speechlm.models.vits.weight_norm import weight_norm
+from speechlm.models.weight_norm import legacy_weight_norm
 
 
 class WN(nn.Module):
@@ -37,15 +37,15 @@ class WN(nn.Module):
         self.n_layers = n_layers
         self.drop = nn.Dropout(p_dropout)
         if gin_channels:
-            self.cond_layer = weight_norm(nn.Conv1d(gin_channels, 2 * hidden_channels * n_layers, 1))
+            self.cond_layer = legacy_weight_norm(nn.Conv1d(gin_channels, 2 * hidden_channels * n_layers, 1))
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
         for i in range(n_layers):
             d = dilation_rate ** i
-            self.in_layers.append(weight_norm(nn.Conv1d(hidden_channels, 2 * hidden_channels, kernel_size,
-                                                        dilation=d, padding=(kernel_size * d - d) // 2)))
+            self.in_layers.append(legacy_weight_norm(nn.Conv1d(hidden_channels, 2 * hidden_channels, kernel_size,
+                                                               dilation=d, padding=(kernel_size * d - d) // 2)))
             res_skip = 2 * hidden_channels if i < n_layers - 1 else hidden_channels
-            self.res_skip_layers.append(weight_norm(nn.Conv1d(hidden_channels, res_skip, 1)))
+            self.res_skip_layers.append(legacy_weight_norm(nn.Conv1d(hidden_channels, res_skip, 1)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, h, T), mask: (B, 1, T), g: (B, gin, 1) or None → (B, h, T)."""

@@ -11,39 +11,24 @@ Batches: ``audios`` (B, N) float at 44.1 kHz, ``audio_lengths`` (B,), ``texts`` 
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechlm.audio.spectrogram import LinearSpectrogram, LogMelSpectrogram
 from speechlm.checkpoints.loading import load_strict, read_checkpoint, strip_prefix, unwrap_lightning
-from speechlm.errors import CheckpointError
-from speechlm.models.vits.loading import _NON_PERSISTENT, generator_state_dict
+from speechlm.models.gan import GANModule
+from speechlm.models.vits.loading import NON_PERSISTENT, generator_state_dict
 from speechlm.models.vits.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, masked_mean
 from speechlm.models.vits.synthesizer import SynthesizerTrn, slice_segments
 from speechlm.models.vits.text_encoder import sequence_mask
-
-log = logging.getLogger(__name__)
-
-
-def _legacy_weight_norm_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``…parametrizations.weight.original0/1`` → ``…weight_g/_v`` (the hook layout training uses)."""
-    out = {}
-    for k, v in sd.items():
-        if k.endswith(".parametrizations.weight.original0"):
-            k = k[: -len(".parametrizations.weight.original0")] + ".weight_g"
-        elif k.endswith(".parametrizations.weight.original1"):
-            k = k[: -len(".parametrizations.weight.original1")] + ".weight_v"
-        out[k] = v
-    return out
+from speechlm.models.weight_norm import legacy_weight_norm_keys
 
 
-class VITSDecoderLit(L.LightningModule):
+class VITSDecoderLit(GANModule):
     """Trains :class:`SynthesizerTrn` against an ensembled discriminator.
 
     Args:
@@ -64,28 +49,13 @@ class VITSDecoderLit(L.LightningModule):
                  lr_scheduler: Callable, sample_rate: int = 44100, n_fft: int = 2048, hop_length: int = 512,
                  win_length: int = 2048, n_mels: int = 128, weight_mel: float = 45.0, weight_kl: float = 1.0,
                  freeze_discriminator: bool = False, feature_loss_on_logits: bool = True, grad_clip: float = 1000.0):
-        super().__init__()
+        super().__init__(generator, discriminator, optimizer, lr_scheduler, grad_clip)
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer", "lr_scheduler"])
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
-        self.optimizer_builder = optimizer
-        self.lr_scheduler_builder = lr_scheduler
         self.mel_transform = LogMelSpectrogram(sample_rate, n_fft, win_length, hop_length, n_mels)
         self.spec_transform = LinearSpectrogram(n_fft, win_length, hop_length)
         self.hop_length = hop_length
         if freeze_discriminator:
             self.discriminator.requires_grad_(False)
-
-    # ------------------------------------------------------------------ setup
-    def configure_optimizers(self):
-        trainable = [p for p in self.generator.parameters() if p.requires_grad]
-        opt_g = self.optimizer_builder(trainable)
-        opt_d = self.optimizer_builder(self.discriminator.parameters())
-        return (
-            {"optimizer": opt_g, "lr_scheduler": {"scheduler": self.lr_scheduler_builder(opt_g), "interval": "step"}},
-            {"optimizer": opt_d, "lr_scheduler": {"scheduler": self.lr_scheduler_builder(opt_d), "interval": "step"}},
-        )
 
     def load_pretrained(self, path: str | os.PathLike) -> None:
         """Initialise from a VITS checkpoint (``vits_decoder_v1.1.ckpt`` or one saved here).
@@ -94,19 +64,12 @@ class VITSDecoderLit(L.LightningModule):
         otherwise keeps its random init (logged).
         """
         raw = unwrap_lightning(read_checkpoint(path, "VITS checkpoint"))
-        gen = _legacy_weight_norm_keys(generator_state_dict(raw))
-        gen = {k: v for k, v in gen.items() if not _NON_PERSISTENT.search(k)}
+        gen = legacy_weight_norm_keys(generator_state_dict(raw))
+        gen = {k: v for k, v in gen.items() if not NON_PERSISTENT.search(k)}
         load_strict(self.generator, gen, expected_kind="vits", config_name="model/vits", path=path, assign=False)
-        disc = _legacy_weight_norm_keys(strip_prefix(raw, "discriminator.", keep_only=True)) \
-            if any(k.startswith("discriminator.") for k in raw) else {}
-        if disc:
-            try:
-                self.discriminator.load_state_dict(disc, strict=True)
-            except RuntimeError as e:
-                raise CheckpointError(f"the discriminator in '{path}' does not match lit.discriminator "
-                                      f"({str(e).splitlines()[0]})", "use the v1.1 discriminator widths") from None
-        else:
-            log.warning("'%s' has no discriminator.* weights; the discriminator starts from random init", path)
+        has_disc = any(k.startswith("discriminator.") for k in raw)
+        disc = strip_prefix(raw, "discriminator.", keep_only=True) if has_disc else {}
+        self.load_discriminator(legacy_weight_norm_keys(disc), path, "use the v1.1 discriminator widths")
 
     # ------------------------------------------------------------------ steps
     def _spectra(self, audios: torch.Tensor, audio_lengths: torch.Tensor):
@@ -130,14 +93,11 @@ class VITSDecoderLit(L.LightningModule):
         real = slice_segments(audios, starts * self.hop_length, seg * self.hop_length)
         fake_mels = self.mel_transform(fake.squeeze(1))
 
+        loss_d = None
         if not self.hparams.freeze_discriminator:
             d_real, d_fake, _, _ = self.discriminator(real, fake.detach())
             loss_d = discriminator_loss(d_real, d_fake)
-            opt_d.zero_grad()
-            self.manual_backward(loss_d)
-            self.clip_gradients(opt_d, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-            opt_d.step()
-            self.log("train/discriminator/loss", loss_d, prog_bar=False)
+            self.backward_step(opt_d, loss_d)
 
         d_real, d_fake, f_real, f_fake = self.discriminator(real, fake)
         loss_adv = generator_loss(d_fake)
@@ -145,16 +105,8 @@ class VITSDecoderLit(L.LightningModule):
         loss_mel = masked_mean(F.l1_loss(mels, fake_mels, reduction="none"), masks)
         loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask)
         loss = loss_mel * self.hparams.weight_mel + loss_kl * self.hparams.weight_kl + loss_adv + loss_fm
-        opt_g.zero_grad()
-        self.manual_backward(loss)
-        self.clip_gradients(opt_g, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        opt_g.step()
-        for sched in self.lr_schedulers():
-            sched.step()
-        logs = {"train/generator/loss": loss, "train/generator/mel": loss_mel, "train/generator/kl": loss_kl,
-                "train/generator/adv": loss_adv, "train/generator/fm": loss_fm}
-        self.log_dict(logs, prog_bar=False)
-        return {k: v.detach() for k, v in logs.items()}
+        parts = {"mel": loss_mel, "kl": loss_kl, "adv": loss_adv, "fm": loss_fm}
+        return self.finish_step(opt_g, loss_d, loss, parts, prog_bar=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         audios = batch["audios"].float()[:, None, :]

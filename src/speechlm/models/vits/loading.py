@@ -26,11 +26,12 @@ from torch import nn
 from speechlm.checkpoints.loading import (detect_kind, fold_weight_norm_keys, load_strict, read_checkpoint,
                                           strip_prefix, unwrap_lightning)
 from speechlm.errors import CheckpointError
+from speechlm.models.precision import PROBE_FRAMES, apply_precision, check_precision
 from speechlm.models.vits.synthesizer import SynthesizerTrn
-from speechlm.models.vits.weight_norm import remove_all_weight_norm
+from speechlm.models.weight_norm import remove_all_weight_norm
 
 # Buffers registered with persistent=False; tolerated (and ignored) when a file carries them.
-_NON_PERSISTENT = re.compile(
+NON_PERSISTENT = re.compile(
     r"^vq\.spec\.|^vq\.quantizer\.residual_fsq\.rvqs\.\d+\.(scales|layers\.\d+\.(_levels|_basis|implicit_codebook))$"
 )
 # Parameters only `vq.encode(audio)` uses.
@@ -56,7 +57,7 @@ def generator_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
 
 def inference_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Generator keys → what the inference model loads (plain weights, no training-only parts)."""
-    out = {k: v for k, v in sd.items() if not k.startswith(_TRAINING_ONLY) and not _NON_PERSISTENT.search(k)}
+    out = {k: v for k, v in sd.items() if not k.startswith(_TRAINING_ONLY) and not NON_PERSISTENT.search(k)}
     return fold_weight_norm_keys(out)
 
 
@@ -86,7 +87,8 @@ def _rebuild_buffers(model: SynthesizerTrn) -> None:
 
 
 def load_vits(cfg: DictConfig | Mapping, path: str | os.PathLike, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32, *, config_name: str = "model/vits") -> SynthesizerTrn:
+              dtype: torch.dtype = torch.float32, *, config_name: str = "model/vits",
+              precision: str = "fp32") -> SynthesizerTrn:
     """Load a VITS decoder checkpoint for inference.
 
     Args:
@@ -95,6 +97,8 @@ def load_vits(cfg: DictConfig | Mapping, path: str | os.PathLike, device: str | 
         device: target device.
         dtype: floating dtype of the weights.
         config_name: named in errors.
+        precision: compute dtype of the HiFi-GAN ``dec`` (``fp32`` | ``bf16`` | ``auto``, see
+            :mod:`speechlm.models.precision`); it still takes and returns ``dtype`` tensors.
 
     Returns:
         The generator in eval mode, weight norm folded, without ``enc_q``; ``model.vq.encoder`` is None
@@ -103,7 +107,9 @@ def load_vits(cfg: DictConfig | Mapping, path: str | os.PathLike, device: str | 
     Raises:
         CheckpointError: unreadable file, another model's checkpoint, or keys/shapes that do not match
             the config.
+        InputError: an unknown ``precision``.
     """
+    check_precision(precision)
     sd = inference_state_dict(generator_state_dict(read_checkpoint(path, "VITS checkpoint")))
     if not sd:
         raise CheckpointError(f"'{path}' holds no tensors", "point to vits_decoder_v1.1.ckpt")
@@ -121,7 +127,13 @@ def load_vits(cfg: DictConfig | Mapping, path: str | os.PathLike, device: str | 
     _rebuild_buffers(model)
     model.to(device=device, dtype=dtype)
     _freeze(model)
-    return model.eval()
+    model.eval()
+    dec = model.dec
+    example = (torch.randn(1, dec.conv_pre.in_channels, PROBE_FRAMES, device=device, dtype=dtype),)
+    if hasattr(dec, "cond"):
+        example += (torch.randn(1, dec.cond.in_channels, 1, device=device, dtype=dtype),)
+    apply_precision(dec, precision, example)
+    return model
 
 
 def _freeze(model: nn.Module) -> None:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.models.vits.flow import PosteriorEncoder, ResidualCouplingBlock
-from speechlm.models.vits.hifigan import HiFiGANGenerator
+from speechlm.models.hifigan.generator import HiFiGANGenerator
 from speechlm.models.vits.style_encoder import MelStyleEncoder
 from speechlm.models.vits.text_encoder import TextEncoder, sequence_mask
 from speechlm.models.vits.vq import VQEncoder
@@ -65,9 +65,10 @@ class SynthesizerTrn(nn.Module):
         self.enc_p = TextEncoder(inter_channels, hidden_channels, filter_channels, n_heads, n_layers, kernel_size,
                                  p_dropout, vocab_size=codebook_size, vq_dim=vq_dim, mrte_hidden=mrte_hidden,
                                  mrte_heads=mrte_heads, window_size=window_size)
-        self.dec = HiFiGANGenerator(inter_channels, resblock, list(resblock_kernel_sizes),
-                                    [list(d) for d in resblock_dilation_sizes], list(upsample_rates),
-                                    upsample_initial_channel, list(upsample_kernel_sizes), gin_channels=gin_channels)
+        self.dec = HiFiGANGenerator(inter_channels, upsample_initial_channel, list(upsample_rates),
+                                    list(upsample_kernel_sizes), list(resblock_kernel_sizes),
+                                    [list(d) for d in resblock_dilation_sizes], resblock=resblock,
+                                    gin_channels=gin_channels, legacy_weight_norm=True)  # the VITS layout
         self.enc_q = (PosteriorEncoder(spec_channels, inter_channels, hidden_channels, posterior_kernel_size, 1,
                                        posterior_layers, gin_channels=gin_channels) if with_posterior else None)
         self.flow = ResidualCouplingBlock(inter_channels, hidden_channels, flow_kernel_size, 1, flow_layers, n_flows,

@@ -1,1 +1,1 @@
-"""VQGAN codec (WaveNet encoder/decoder around a grouped FSQ) and the Firefly vocoder."""
+"""VQGAN codec of Fish Speech v1.1: WaveNet encoder/decoder around a grouped FSQ (audio <-> semantic codes)."""

@@ -1,8 +1,7 @@
-"""GAN discriminators: the VQGAN mel discriminator (Fish Speech 1.1) and a multi-period waveform one (Firefly)."""
+"""The VQGAN mel discriminator of Fish Speech 1.1 (training only; the waveform ones are in :mod:`speechlm.models.hifigan`)."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -42,43 +41,3 @@ class Discriminator(nn.Module):
     def forward(self, mel: Tensor) -> Tensor:
         """``(B, n_mels, T)`` -> logits ``(B, n_mels, ceil(T / 8))``."""
         return self.blocks(mel[:, None])[:, 0]
-
-
-class PeriodDiscriminator(nn.Module):
-    """HiFi-GAN period discriminator: the waveform folded into ``(T / p, p)`` and scanned by 2-D convs."""
-
-    def __init__(self, period: int, channels: list[int] = (32, 128, 512, 1024)):
-        super().__init__()
-        self.period = period
-        ins = [1] + list(channels[:-1])
-        self.convs = nn.ModuleList(
-            weight_norm(nn.Conv2d(i, o, (5, 1), (3 if n < len(channels) - 1 else 1, 1), padding=(2, 0)))
-            for n, (i, o) in enumerate(zip(ins, channels)))
-        self.conv_post = weight_norm(nn.Conv2d(channels[-1], 1, (3, 1), 1, padding=(1, 0)))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(B, 1, N)`` -> (logits ``(B, K)``, feature maps)."""
-        b, c, n = x.shape
-        if n % self.period:
-            x = F.pad(x, (0, self.period - n % self.period), mode="reflect")
-        x = x.view(b, c, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.conv_post(x)
-        feats.append(x)
-        return x.flatten(1), feats
-
-
-class MultiPeriodDiscriminator(nn.Module):
-    """Period discriminators for periods 2, 3, 5, 7, 11 (HiFi-GAN)."""
-
-    def __init__(self, periods: list[int] = (2, 3, 5, 7, 11), channels: list[int] = (32, 128, 512, 1024)):
-        super().__init__()
-        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, list(channels)) for p in periods)
-
-    def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
-        """``(B, 1, N)`` -> (logits per period, feature maps per period)."""
-        outs = [d(x) for d in self.discriminators]
-        return [o[0] for o in outs], [o[1] for o in outs]

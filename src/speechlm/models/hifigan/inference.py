@@ -1,10 +1,12 @@
-"""Fast no-grad CPU inference for HiFi-GAN-family generators (Firefly's head and VITS's ``dec``).
+"""Fast no-grad CPU inference for :class:`~speechlm.models.hifigan.generator.HiFiGANGenerator`.
 
-Both generators are ``[act → ConvTranspose1d → mean of parallel ResBlock1] × stages``; only the
-activation differs (SiLU for Firefly, leaky ReLU 0.1 for VITS). This module runs that stack on
-``(B, C, 1, T)`` channels-last tensors, which oneDNN convolves markedly faster than the plain 1-D layout,
-reads the modules' weights as they are (no extra state, state-dict keys untouched) and works in place
-wherever the input is a fresh activation. The training path stays in the models' own ``forward``.
+Both official heads (Firefly's, VITS's ``dec``) are ``[act → ConvTranspose1d → mean of parallel
+resblocks] × stages``; only the activation differs (SiLU for Firefly, leaky ReLU 0.1 for VITS). This
+module runs that stack on ``(B, C, 1, T)`` channels-last tensors, which oneDNN convolves markedly faster
+than the plain 1-D layout, reads the modules' weights as they are (no extra state, state-dict keys
+untouched) and works in place wherever the input is a fresh activation. The training path stays in the
+generator's own ``forward``. Resblocks take part through ``forward_channels_last(x, x_act)`` and
+``context``.
 """
 
 from __future__ import annotations
@@ -93,12 +95,19 @@ def resblock1_cl(x: Tensor, x_act: Tensor, convs1: Sequence[nn.Conv1d], convs2: 
     return x
 
 
+def resblock2_cl(x: Tensor, x_act: Tensor, convs: Sequence[nn.Conv1d], act: Activation) -> Tensor:
+    """``x += c(act(x))`` for each conv, channels-last; ``x_act`` is ``act(x)``, precomputed."""
+    for i, c in enumerate(convs):
+        x = conv_cl(x_act if i == 0 else act(x, inplace=False), c).add_(x)
+    return x
+
+
 def parallel_resblocks_cl(x: Tensor, blocks: Sequence[nn.Module], act: Activation) -> Tensor:
-    """Mean of ``ResBlock1``-like modules (``convs1`` / ``convs2`` lists) applied to the same ``x``."""
+    """Mean of resblocks (``forward_channels_last(x, x_act)``) applied to the same ``x``."""
     x_act = act(x, inplace=False)  # every parallel block starts with the same activation
-    out = resblock1_cl(x, x_act, blocks[0].convs1, blocks[0].convs2, act)
+    out = blocks[0].forward_channels_last(x, x_act)
     for block in blocks[1:]:
-        out.add_(resblock1_cl(x, x_act, block.convs1, block.convs2, act))
+        out.add_(block.forward_channels_last(x, x_act))
     return out.div_(len(blocks))
 
 
@@ -122,11 +131,6 @@ def use_fast_path(x: Tensor, model: nn.Module) -> bool:
         m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def _context(blocks: Sequence[nn.Module]) -> int:
-    """Samples each side that influence one output of the parallel blocks (sum of the conv paddings)."""
-    return max(sum(c.dilation[0] * (c.kernel_size[0] - 1) // 2 for c in [*b.convs1, *b.convs2]) for b in blocks)
-
-
 def parallel_resblocks_tiled_cl(x: Tensor, blocks: Sequence[nn.Module], act: Activation, tile: int) -> Tensor:
     """:func:`parallel_resblocks_cl` over time tiles of ``tile`` samples (+ the blocks' context each side).
 
@@ -136,7 +140,7 @@ def parallel_resblocks_tiled_cl(x: Tensor, blocks: Sequence[nn.Module], act: Act
     t = x.shape[-1]
     if t <= 2 * tile:
         return parallel_resblocks_cl(x, blocks, act)
-    halo = _context(blocks)
+    halo = max(b.context for b in blocks)  # samples each side that influence one output
     out = torch.empty_like(x)
     for s in range(0, t, tile):
         lo, hi = max(s - halo, 0), min(s + tile + halo, t)

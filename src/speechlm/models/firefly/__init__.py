@@ -1,0 +1,1 @@
+"""Firefly vocoder (log-mel -> waveform): ConvNeXt backbone + HiFi-GAN head, its loader and training module."""
