@@ -76,13 +76,13 @@ def test_bad_requests_raise_user_errors(handlers, reference_clip, req, words):
 
 
 def test_stop_cancels_the_running_generation(handlers):
-    from speechlm.pipeline import Cancelled
+    from speechlm.stages.generate import GenerationCancelled
     from speechlm.webui.errors import error_html
 
     def progress(*args, **kwargs):  # the page's progress bar; here it presses Stop as soon as work starts
         handlers.stop()
 
-    with pytest.raises(Cancelled) as e:
+    with pytest.raises(GenerationCancelled) as e:
         handlers.generate(request(), progress=progress)
     assert "Stopped" in error_html(e.value)
 
