@@ -66,7 +66,7 @@ def test_stream_yields_wav_chunks_then_the_whole_take(handlers):
 
 
 @pytest.mark.parametrize("req, words", [
-    (request("   "), "text box is empty"),
+    (request("   "), "text is empty"),
     (request(use_reference=True), "no clip was uploaded"),
     (request(top_p=0.05), "top_p"),
 ])
@@ -88,7 +88,7 @@ def test_stop_cancels_the_running_generation(handlers):
 
 
 def test_reference_without_transcript_is_refused(handlers, reference_clip):
-    with pytest.raises(InputError, match="reference text is empty"):
+    with pytest.raises(InputError, match="reference_text is empty"):
         handlers.generate(request(use_reference=True, reference_audio=str(reference_clip), reference_text=" "))
 
 

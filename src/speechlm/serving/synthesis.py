@@ -66,7 +66,7 @@ _KEYWORDS = ("speaker", "decoder", "seed", "max_new_tokens", "chunk_length", "to
              "repetition_penalty", "normalize")
 
 
-def _call(method: Callable, text: str, params: SynthesisParams, *, takes: bool, **kwargs):
+def call_pipeline(method: Callable, text: str, params: SynthesisParams, *, takes: bool, **kwargs):
     """``method(text, params=params, ...)``, or the same as keywords for a pipeline without ``params=``."""
     try:
         accepts_params = "params" in inspect.signature(method).parameters
@@ -120,7 +120,7 @@ def synthesize_job(req: SpeechJob, fmt: str, store: VoiceStore,
 
     def run(tts: Any, job: Job) -> Synthesized:
         reference = _reference(tts, req, store, max_reference_seconds)
-        result = _call(tts.synthesize, req.text, req.params, takes=True, reference=reference,
+        result = call_pipeline(tts.synthesize, req.text, req.params, takes=True, reference=reference,
                        should_stop=job.should_stop)
         files = [formats.encode(take, result.sample_rate, fmt) for take in result.takes]
         return Synthesized(files, result.sample_rate, result.audio_seconds, result.tokens, result.rtf)
@@ -140,7 +140,7 @@ def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
         reference = _reference(tts, req, store, max_reference_seconds)
         seconds = 0.0
         tokens = segments = 0
-        for chunk in _call(tts.stream, req.text, req.params, takes=False, reference=reference,
+        for chunk in call_pipeline(tts.stream, req.text, req.params, takes=False, reference=reference,
                            should_stop=job.should_stop):
             audio = np.asarray(chunk.audio, dtype=np.float32).reshape(-1)
             tokens += chunk.tokens
