@@ -27,7 +27,7 @@ class ServeSettings:
     queue_timeout_s: float = 120.0         # a request waiting longer than this → 503
     max_text_length: int = LIMITS["max_text_length"].default  # characters of `text` / `input` (0 = no limit)
     max_reference_bytes: int = 10_000_000  # uploaded / base64 reference audio, decoded bytes
-    max_reference_seconds: float = 30.0    # reference audio duration
+    max_reference_seconds: float = LIMITS["max_reference_seconds"].default  # reference audio duration
     max_body_bytes: int = 20_000_000       # whole request body
     max_num_samples: int = 4               # takes per /v1/invoke request
     max_voices: int = 1000                 # saved voices on disk
