@@ -217,3 +217,21 @@ def test_task_webui_composes_and_launches(tiny_tts, tiny_dir, tmp_path, monkeypa
     top_p = [b for b in calls["app"].blocks.values() if getattr(b, "label", None) == "Top-p"]
     assert top_p[0].value == 0.8  # control defaults come from the config
     calls["app"].close()
+
+
+def test_controls_take_range_step_and_help_from_params(tiny_tts):
+    from speechlm.params import PARAMS
+    from speechlm.webui import build_app
+
+    app = build_app(tiny_tts)
+    by_label = {b.label: b for b in app.blocks.values() if getattr(b, "label", None)}
+    for label, name in (("Top-p", "top_p"), ("Temperature", "temperature"), ("Repetition penalty",
+                                                                             "repetition_penalty")):
+        slider, p = by_label[label], PARAMS[name]
+        assert (slider.minimum, slider.maximum, slider.step, slider.value) == (p.lo, p.hi, p.step, p.default)
+        assert slider.info == p.help
+    chunk = by_label["Iterative prompt length (characters per segment; 0 = off)"]
+    assert (chunk.minimum, chunk.maximum, chunk.value) == (PARAMS["chunk_length"].lo, PARAMS["chunk_length"].hi,
+                                                           PARAMS["chunk_length"].default)
+    assert [c[1] for c in by_label["Decoder"].choices] == list(PARAMS["decoder"].choices)
+    app.close()

@@ -51,6 +51,8 @@ class ServerState:
     def defaults(self) -> SynthesisParams:
         """The server's synthesis parameters (its config's ``params/*`` values), which requests override."""
         if self._defaults is None:
+            if self.pool.primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
+                return SynthesisParams()
             cfg = getattr(self.pool.primary, "cfg", None)
             self._defaults = SynthesisParams.from_config(cfg) if cfg is not None else SynthesisParams()
         return self._defaults
