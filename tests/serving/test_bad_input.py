@@ -14,8 +14,9 @@ OK_REF = base64.b64encode(wav_bytes(0.5)).decode()
 
 @pytest.mark.parametrize("body, status, field, words", [
     ({}, 422, "text", ["required"]),
-    ({"text": ""}, 422, "text", ["empty"]),
-    ({"text": "   \n"}, 422, "text", ["empty"]),
+    ({"text": ""}, 400, "text", ["empty"]),
+    ({"text": "   \n"}, 400, "text", ["empty"]),
+    ({"text": "okid", "reference_id": "okid\n"}, 422, "reference_id", ["pattern"]),
     ({"text": 5}, 422, "text", ["string"]),
     ({"text": "x" * 201}, 400, "text", ["201", "200"]),
     ({"text": "hi", "top_p": 0.05}, 422, "top_p", ["greater than or equal to 0.1"]),
@@ -53,7 +54,7 @@ def test_invoke_rejects(client, body, status, field, words):
 
 @pytest.mark.parametrize("body, status, field, words", [
     ({"voice": "alloy"}, 422, "input", ["required"]),
-    ({"input": " "}, 422, "input", ["empty"]),
+    ({"input": " "}, 400, "input", ["empty"]),
     ({"input": "y" * 300}, 400, "input", ["limit"]),
     ({"input": "hi", "response_format": "aac"}, 400, "response_format", ["aac"]),
     ({"input": "hi", "response_format": "m4a"}, 422, "response_format", ["mp3"]),

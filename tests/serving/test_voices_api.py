@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from tests.serving.conftest import assert_error, decode, wav_bytes
+from tests.serving.conftest import assert_error, decode, running_server, wav_bytes
 
 
 def _upload(client, voice_id, audio, text="a short tone", filename="ref.wav", **extra):
@@ -62,6 +63,7 @@ def test_saved_voice_named_like_an_openai_voice_wins(client):
     (".hidden", wav_bytes(0.5), "x", 400, "id", ["not allowed"]),
     ("a b", wav_bytes(0.5), "x", 400, "id", ["not allowed"]),
     ("x" * 65, wav_bytes(0.5), "x", 400, "id", ["not allowed"]),
+    ("okid\n", wav_bytes(0.5), "x", 400, "id", ["not allowed"]),
     ("ok", wav_bytes(0.5), "   ", 400, "text", ["empty"]),
     ("ok", b"", "x", 400, "audio", ["empty"]),
     ("ok", b"definitely not audio" * 50, "x", 400, "audio", ["reference audio"]),
@@ -86,3 +88,17 @@ def test_upload_missing_fields(client):
 def test_delete_rejects_unsafe_ids(client):
     assert_error(client.delete("/v1/references/..."), 400, "id", "not allowed")
     assert client.delete("/v1/references/..%2F..%2Fetc").status_code in (400, 404)
+
+
+def test_partial_voice_folder_does_not_block_the_id(tts, tmp_path):
+    (tmp_path / "x").mkdir()  # what a kill between mkdir and the metadata write used to leave
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "audio.wav").write_bytes(wav_bytes(0.3))
+    with running_server(tts, tmp_path) as base, httpx.Client(base_url=base, timeout=60) as c:
+        assert_error(c.delete("/v1/references/x"), 404, "id")
+        assert c.get("/v1/references").json()["voices"] == []
+        for voice_id in ("x", "y"):
+            assert _upload(c, voice_id, wav_bytes(0.5)).status_code == 201
+            r = _upload(c, voice_id, wav_bytes(0.6), text="again", overwrite="true")
+            assert r.status_code == 201 and r.json()["text"] == "again"
+            assert c.delete(f"/v1/references/{voice_id}").status_code == 200

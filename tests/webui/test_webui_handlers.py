@@ -66,7 +66,7 @@ def test_stream_yields_wav_chunks_then_the_whole_take(handlers):
 
 
 @pytest.mark.parametrize("req, words", [
-    (request("   "), "text box is empty"),
+    (request("   "), "text is empty"),
     (request(use_reference=True), "no clip was uploaded"),
     (request(top_p=0.05), "top_p"),
 ])
@@ -76,19 +76,19 @@ def test_bad_requests_raise_user_errors(handlers, reference_clip, req, words):
 
 
 def test_stop_cancels_the_running_generation(handlers):
-    from speechlm.stages.generate import GenerationCancelled as Cancelled
+    from speechlm.stages.generate import GenerationCancelled
     from speechlm.webui.errors import error_html
 
     def progress(*args, **kwargs):  # the page's progress bar; here it presses Stop as soon as work starts
         handlers.stop()
 
-    with pytest.raises(Cancelled) as e:
+    with pytest.raises(GenerationCancelled) as e:
         handlers.generate(request(), progress=progress)
     assert "Stopped" in error_html(e.value)
 
 
 def test_reference_without_transcript_is_refused(handlers, reference_clip):
-    with pytest.raises(InputError, match="reference text is empty"):
+    with pytest.raises(InputError, match="reference_text is empty"):
         handlers.generate(request(use_reference=True, reference_audio=str(reference_clip), reference_text=" "))
 
 
@@ -217,3 +217,21 @@ def test_task_webui_composes_and_launches(tiny_tts, tiny_dir, tmp_path, monkeypa
     top_p = [b for b in calls["app"].blocks.values() if getattr(b, "label", None) == "Top-p"]
     assert top_p[0].value == 0.8  # control defaults come from the config
     calls["app"].close()
+
+
+def test_controls_take_range_step_and_help_from_params(tiny_tts):
+    from speechlm.params import PARAMS
+    from speechlm.webui import build_app
+
+    app = build_app(tiny_tts)
+    by_label = {b.label: b for b in app.blocks.values() if getattr(b, "label", None)}
+    for label, name in (("Top-p", "top_p"), ("Temperature", "temperature"), ("Repetition penalty",
+                                                                             "repetition_penalty")):
+        slider, p = by_label[label], PARAMS[name]
+        assert (slider.minimum, slider.maximum, slider.step, slider.value) == (p.lo, p.hi, p.step, p.default)
+        assert slider.info == p.help
+    chunk = by_label["Iterative prompt length (characters per segment; 0 = off)"]
+    assert (chunk.minimum, chunk.maximum, chunk.value) == (PARAMS["chunk_length"].lo, PARAMS["chunk_length"].hi,
+                                                           PARAMS["chunk_length"].default)
+    assert [c[1] for c in by_label["Decoder"].choices] == list(PARAMS["decoder"].choices)
+    app.close()

@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, Field
 
 from speechlm.errors import SpeechLMError
+from speechlm.params import SynthesisParams
 from speechlm.serving import errors, routes_speech, routes_voices
+from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware
 from speechlm.serving.settings import ServeSettings
-from speechlm.serving.voices import VoiceStore
+from speechlm.serving.voices import Voice, VoiceStore
 from speechlm.serving.worker import WorkerPool
 
 log = logging.getLogger("speechlm.serving")
-access_log = logging.getLogger("speechlm.serving.access")
 
 DESCRIPTION = """Voice-cloning text-to-speech.
 
 * `POST /v1/invoke` — the Fish Speech v1.1.2 request body (plus `seed`, `reference_id`, `num_samples`).
 * `POST /v1/audio/speech` — OpenAI-compatible; `voice` is a saved voice id.
 * `/v1/references` — saved voices (upload once, use by id).
-* `/v1/health` — liveness and model status (no auth).
+* `/v1/health` — readiness: 200 once the models are loaded, 503 while loading or after a failed load
+  (no auth). Liveness: the server answers at all.
 
-With an `api_key` configured, send `Authorization: Bearer <api_key>` (the **Authorize** button here).
+Every error is JSON `{"error": "what is wrong — what to do", "field": ...}`; each operation lists the
+statuses it can give. With an `api_key` configured, send `Authorization: Bearer <api_key>` (the
+**Authorize** button here); it is checked before the request body is read.
 """
 
 
@@ -40,100 +42,52 @@ class ServerState:
     settings: ServeSettings
     pool: WorkerPool
     store: VoiceStore
+    _defaults: SynthesisParams | None = field(default=None, repr=False)
 
     @property
     def sample_rate(self) -> int:
         return int(getattr(self.pool.primary, "sample_rate", 44100))
 
+    def defaults(self) -> SynthesisParams:
+        """The server's synthesis parameters (its config's ``params/*`` values), which requests override."""
+        if self._defaults is None:
+            if self.pool.primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
+                return SynthesisParams()
+            cfg = getattr(self.pool.primary, "cfg", None)
+            self._defaults = SynthesisParams.from_config(cfg) if cfg is not None else SynthesisParams()
+        return self._defaults
 
-class AuthError(SpeechLMError):
-    headers = {"WWW-Authenticate": "Bearer"}
+    def forget_reference(self, voice: Voice, audio: bytes) -> None:
+        """Drop a deleted voice's encoded tokens from every worker's reference cache."""
+        from speechlm.reference_cache import content_key
+
+        for tts in list(self.pool.pipelines):
+            codec_id, cache = getattr(tts, "_codec_id", None), getattr(tts, "cache", None)
+            if codec_id is not None and cache is not None:
+                cache.remove(content_key(audio, voice.text, codec_id))
+
+
+def _prepare(settings: ServeSettings):
+    """Per worker, before it takes jobs: the server's cache bound, then the optional warm-up."""
+
+    def prepare(tts: Any) -> None:
+        cache = getattr(tts, "cache", None)
+        if cache is not None:
+            cache.max_entries = settings.reference_cache_entries
+        if settings.warmup:
+            _warmup(tts)
+
+    return prepare
 
 
 def _auth_dependency(api_key: str | None):
+    """Documents the Bearer scheme in OpenAPI; the check itself runs earlier, in :class:`AuthMiddleware`."""
     bearer = HTTPBearer(auto_error=False, description="the server's api_key")
-    expected = (api_key or "").encode()
 
     async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if api_key is None:
-            return
-        if credentials is None:
-            raise AuthError("missing API key", 'send the header "Authorization: Bearer <api_key>"',
-                            field="Authorization", status=401)
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise AuthError("invalid API key", "check the api_key the server was started with",
-                            field="Authorization", status=401)
+        return None
 
     return check
-
-
-class AccessLogMiddleware:
-    """One log line per request: method, path, status, latency, audio seconds and real-time factor."""
-
-    QUIET = ("/v1/health", "/", "/openapi.json")
-
-    def __init__(self, app, enabled: bool = True):
-        self.app = app
-        self.enabled = enabled
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.enabled:
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = 0
-        state = scope.setdefault("state", {})
-
-        async def send_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            latency = time.perf_counter() - start
-            audio = float(state.get("audio_seconds", 0.0))
-            rtf = f"{latency / audio:.2f}" if audio > 0 else "-"
-            client = scope.get("client") or ("-", 0)
-            level = logging.DEBUG if scope.get("path") in self.QUIET else logging.INFO
-            access_log.log(level, '%s "%s %s" %s %.3fs audio=%.2fs rtf=%s', client[0], scope.get("method"),
-                           scope.get("path"), status or "-", latency, audio, rtf)
-
-
-class BodyTooLarge(StarletteHTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"more than the limit of {limit} bytes")
-
-
-class BodyLimitMiddleware:
-    """413 for a request body over ``max_bytes``: at once from Content-Length, else while it is read."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = Headers(scope=scope).get("content-length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
-            response = errors.error_response(
-                413, f"the request body is too large ({length} bytes, more than the limit of {self.max_bytes})",
-                "body", {"Connection": "close"})
-            return await response(scope, receive, send)
-        total = 0
-
-        async def counted_receive():
-            nonlocal total
-            message = await receive()
-            if message["type"] == "http.request":
-                total += len(message.get("body", b""))
-                if total > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, counted_receive, send)
 
 
 def _warmup(tts: Any) -> None:
@@ -155,9 +109,11 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
     """
     settings = settings or ServeSettings()
     pool = WorkerPool(tts_or_factory, workers=settings.workers, queue_size=settings.queue_size,
-                      queue_timeout_s=settings.queue_timeout_s, warmup=_warmup if settings.warmup else None)
+                      queue_timeout_s=settings.queue_timeout_s, warmup=_prepare(settings))
     store = VoiceStore(settings.references_dir, max_bytes=settings.max_reference_bytes,
                        max_seconds=settings.max_reference_seconds, max_voices=settings.max_voices)
+    state = ServerState(settings, pool, store)
+    store.on_delete = state.forget_reference
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -170,27 +126,43 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
     app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     _install_docs(app)
-    app.state.server = ServerState(settings, pool, store)
+    app.state.server = state
     errors.install(app)
+    # Added last = runs first: log and 500 around everything, then the key, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
 
-    auth = [Depends(_auth_dependency(settings.api_key))]
+    auth = [Depends(_auth_dependency(settings.api_key))] if settings.api_key else []
     app.include_router(routes_speech.router, dependencies=auth)
     app.include_router(routes_voices.router, dependencies=auth)
+    _install_health(app, pool)
+    return app
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "error"]
+    models: Optional[dict] = Field(description="what each worker's pipeline has loaded (null while loading)")
+    queue: dict = Field(description="workers, ready_workers, busy, queued, capacity")
+
+
+def _install_health(app: FastAPI, pool: WorkerPool) -> None:
+    """``/v1/health``: readiness for load balancers (200 only once the models are loaded)."""
 
     async def health() -> JSONResponse:
-        """``status`` is ``ok`` once a worker has its models loaded (``loading`` before, ``error`` if that failed)."""
+        """200 with ``status: ok`` once a worker has its models loaded; 503 with ``loading`` before and
+        ``error`` if loading failed. The body is the same either way."""
         state = {"ready": "ok", "loading": "loading", "failed": "error"}[pool.state]
         models = pool.primary.status() if pool.primary is not None else None
         body = {"status": state, "models": models, "queue": pool.stats()}
-        return JSONResponse(body, status_code=503 if state == "error" else 200)
+        return JSONResponse(body, status_code=200 if state == "ok" else 503)
 
+    responses = {200: {"model": Health, "description": "ready: the models are loaded"},
+                 503: {"model": Health, "description": "not ready: loading, or loading failed (see status)"}}
     for method in ("GET", "POST"):
-        app.add_api_route("/v1/health", health, methods=[method], tags=["health"], summary="Liveness and model status",
-                          operation_id=f"health_{method.lower()}")
-
-    return app
+        app.add_api_route("/v1/health", health, methods=[method], tags=["health"], response_model=Health,
+                          summary="Readiness and model status", operation_id=f"health_{method.lower()}",
+                          responses=responses)
 
 
 DOCS_ASSETS = "/docs-assets"

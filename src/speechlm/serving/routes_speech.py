@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse, Response
 
 from speechlm.errors import InputError
 from speechlm.serving import formats
-from speechlm.serving.schemas import InvokeRequest, SpeechRequest
+from speechlm.serving.errors import error_responses
+from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
 from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
-from speechlm.serving.synthesis import StreamPiece, SynthesisParams, Synthesized, stream_job, synthesize_job
+from speechlm.serving.synthesis import (SpeechJob, StreamPiece, Synthesized, speakable_text, stream_job,
+                                        synthesize_job)
 from speechlm.serving.worker import Job
 
 log = logging.getLogger("speechlm.serving")
@@ -23,14 +25,17 @@ router = APIRouter(tags=["speech"])
 # OpenAI's built-in voice names: accepted and mean "the model's default voice" unless saved under that id.
 OPENAI_VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
                  "marin", "cedar"}
-AUDIO_RESPONSES = {200: {"content": {t: {} for t in formats.CONTENT_TYPES.values()},
-                         "description": "the audio (or JSON with base64 takes when num_samples > 1)"}}
-
-
-def _check_text(text: str, limit: int, field: str) -> None:
-    if len(text) > limit:
-        raise InputError(f"{field} is {len(text)} characters, more than the limit of {limit}",
-                         "split it into smaller requests", field=field)
+_AUDIO = {t: {"schema": {"type": "string", "format": "binary"}} for t in formats.CONTENT_TYPES.values()}
+_ERRORS = (400, 401, 404, 413, 415, 422, 429, 500, 503)
+INVOKE_RESPONSES = {200: {"description": "the audio (or JSON with base64 takes when num_samples > 1)",
+                          "content": {**_AUDIO, "application/json": {"schema": {
+                              "type": "object", "required": ["format", "sample_rate", "audios"], "properties": {
+                                  "format": {"type": "string"}, "sample_rate": {"type": "integer"},
+                                  "audios": {"type": "array", "items": {"type": "string"}}}}}}},
+                    **error_responses(*_ERRORS)}
+SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with stream_format=sse",
+                          "content": {**_AUDIO, "text/event-stream": {"schema": {"type": "string"}}}},
+                    **error_responses(*_ERRORS)}
 
 
 def _decode_reference(data: str, limit: int) -> bytes:
@@ -89,16 +94,10 @@ async def _pieces(request: Request, items: AsyncIterator[StreamPiece], first: St
             request.state.stream_error = str(e) or type(e).__name__
 
 
-@router.post("/v1/invoke", responses=AUDIO_RESPONSES, summary="Synthesize speech (Fish Speech v1.1.2 API)")
-async def invoke(req: InvokeRequest, request: Request) -> Response:
-    """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
-
-    With ``streaming=true`` (wav only) the response is a WAV header followed by 16-bit PCM for each
-    segment as soon as it is decoded. With ``num_samples > 1`` the answer is JSON with one base64 file per take.
-    """
-    server = request.app.state.server
+def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
+    """Check an invoke request against the server's limits and validate its parameters once."""
     settings = server.settings
-    _check_text(req.text, settings.max_text_length, "text")
+    text = speakable_text(req.text, "text", settings.max_text_length)
     if req.num_samples > settings.max_num_samples:
         raise InputError(f"num_samples={req.num_samples} is more than the limit of {settings.max_num_samples}",
                          f"ask for at most {settings.max_num_samples}", field="num_samples")
@@ -111,7 +110,8 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
         raise InputError(f"max_new_tokens={req.max_new_tokens} is more than the limit of {cap}",
                          f"ask for at most {cap} (0 = the server's default)", field="max_new_tokens")
     if req.reference_audio is not None and req.reference_id is not None:
-        raise InputError("pass either reference_audio or reference_id, not both", field="reference_id")
+        raise InputError("pass either reference_audio or reference_id, not both",
+                         "drop one of them", field="reference_id")
     audio = None
     if req.reference_audio is not None:
         audio = _decode_reference(req.reference_audio, settings.max_reference_bytes)
@@ -120,14 +120,25 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
                              "pass the transcript of the reference audio", field="reference_text")
     if req.reference_id is not None:
         server.store.get(req.reference_id, field="reference_id")
-    params = SynthesisParams(
-        text=req.text, reference_audio=audio, reference_text=req.reference_text, reference_id=req.reference_id,
-        speaker=req.speaker, seed=req.seed, num_samples=req.num_samples,
-        sampling=dict(max_new_tokens=req.max_new_tokens or settings.max_new_tokens, chunk_length=req.chunk_length,
-                      top_p=req.top_p, temperature=req.temperature, repetition_penalty=req.repetition_penalty))
+    values = {**req.model_dump(include=set(SAMPLING_FIELDS)), "seed": req.seed,
+              "max_new_tokens": req.max_new_tokens or cap}
+    params = server.defaults().replace(**values)  # validated once, here
+    return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=req.reference_text,
+                     reference_id=req.reference_id)
 
+
+@router.post("/v1/invoke", responses=INVOKE_RESPONSES, summary="Synthesize speech (Fish Speech v1.1.2 API)")
+async def invoke(req: InvokeRequest, request: Request) -> Response:
+    """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
+
+    With ``streaming=true`` (wav only) the response is a WAV header followed by 16-bit PCM for each
+    segment as soon as it is decoded. With ``num_samples > 1`` the answer is JSON with one base64 file per take.
+    """
+    server = request.app.state.server
+    spec = _invoke_job(req, server)
     if req.streaming:
-        job = server.pool.submit(stream_job(params, "wav", server.store, settings.max_reference_seconds), "invoke")
+        job = server.pool.submit(stream_job(spec, "wav", server.store, server.settings.max_reference_seconds),
+                                 "invoke")
         items, first = await _first_piece(request, job)
         sample_rate = server.sample_rate
 
@@ -138,7 +149,7 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
 
         return JobStreamingResponse(job, body(), media_type=formats.CONTENT_TYPES["wav"], headers=_headers("wav"))
 
-    job = server.pool.submit(synthesize_job(params, req.format, server.store, settings.max_reference_seconds),
+    job = server.pool.submit(synthesize_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                              "invoke")
     result = await _finished(request, job)
     headers = {**_headers(req.format), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
@@ -148,7 +159,21 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
     return Response(result.files[0], media_type=formats.CONTENT_TYPES[req.format], headers=headers)
 
 
-@router.post("/v1/audio/speech", responses=AUDIO_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")
+def _speech_job(req: SpeechRequest, server) -> SpeechJob:
+    """Check an OpenAI speech request and validate its parameters once."""
+    text = speakable_text(req.input, "input", server.settings.max_text_length)
+    if req.response_format == "aac":
+        raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
+                         field="response_format")
+    reference_id, voice = None, req.voice_id
+    if voice is not None and (voice in server.store or voice.lower() not in OPENAI_VOICES):
+        reference_id = server.store.get(voice, field="voice").id
+    params = server.defaults().replace(seed=req.seed, num_samples=1, max_new_tokens=server.settings.max_new_tokens)
+    return SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
+                     text_field="input")
+
+
+@router.post("/v1/audio/speech", responses=SPEECH_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")
 async def speech(req: SpeechRequest, request: Request) -> Response:
     """OpenAI ``audio.speech.create``: ``input`` spoken in ``voice`` (a saved voice id).
 
@@ -157,59 +182,46 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     and a final ``speech.audio.done``. ``model``, ``speed`` and ``instructions`` are ignored.
     """
     server = request.app.state.server
-    settings = server.settings
-    _check_text(req.input, settings.max_text_length, "input")
+    spec = _speech_job(req, server)
     fmt = req.response_format
-    if fmt == "aac":
-        raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
-                         field="response_format")
-    reference_id, voice = None, req.voice_id
-    if voice is not None and (voice in server.store or voice.lower() not in OPENAI_VOICES):
-        reference_id = server.store.get(voice, field="voice").id
-    params = SynthesisParams(text=req.input, reference_id=reference_id, reference_field="voice", text_field="input",
-                             seed=req.seed, sampling={"max_new_tokens": settings.max_new_tokens})
-    sample_rate = server.sample_rate
-
+    limit = server.settings.max_reference_seconds
     if fmt in formats.STREAMABLE:
-        job = server.pool.submit(stream_job(params, fmt, server.store, settings.max_reference_seconds), "speech")
+        job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
         items, first = await _first_piece(request, job)
-        prefix = formats.wav_stream_header(sample_rate) if fmt == "wav" else b""
-        pieces = _pieces(request, items, first, job)
-        whole_tokens = 0
+        prefix = formats.wav_stream_header(server.sample_rate) if fmt == "wav" else b""
+        pieces, whole_tokens = _pieces(request, items, first, job), 0
     else:
-        job = server.pool.submit(synthesize_job(params, fmt, server.store, settings.max_reference_seconds),
-                                 "speech")
+        job = server.pool.submit(synthesize_job(spec, fmt, server.store, limit), "speech")
         result = await _finished(request, job)
-        prefix = result.files[0]
-        pieces = _no_pieces()
-        whole_tokens = result.tokens
-
+        prefix, pieces, whole_tokens = result.files[0], _no_pieces(), result.tokens
     if req.stream_format == "audio":
-        async def audio_body() -> AsyncIterator[bytes]:
-            if prefix:
-                yield prefix
-            async for piece in pieces:
-                yield piece.data
+        body = _audio_body(prefix, pieces)
+        return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
+    body = _sse_body(request, prefix, pieces, whole_tokens, len(req.input))
+    return JobStreamingResponse(job, body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-        return JobStreamingResponse(job, audio_body(), media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
 
-    async def sse_body() -> AsyncIterator[bytes]:
-        tokens = whole_tokens
-        if prefix:
-            yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
-        async for piece in pieces:
-            tokens += piece.tokens
-            yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(piece.data).decode()})
-        error = getattr(request.state, "stream_error", None)
-        if error:
-            yield sse_event({"type": "error", "error": {"message": error}})
-            return
-        chars = len(req.input)
-        yield sse_event({"type": "speech.audio.done",
-                         "usage": {"input_tokens": chars, "output_tokens": tokens, "total_tokens": chars + tokens}})
+async def _audio_body(prefix: bytes, pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
+    if prefix:
+        yield prefix
+    async for piece in pieces:
+        yield piece.data
 
-    return JobStreamingResponse(job, sse_body(), media_type="text/event-stream",
-                                headers={"Cache-Control": "no-cache"})
+
+async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[StreamPiece], tokens: int,
+                    chars: int) -> AsyncIterator[bytes]:
+    """``speech.audio.delta`` events with base64 pieces, then ``speech.audio.done`` (or ``error``)."""
+    if prefix:
+        yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
+    async for piece in pieces:
+        tokens += piece.tokens
+        yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(piece.data).decode()})
+    error = getattr(request.state, "stream_error", None)
+    if error:
+        yield sse_event({"type": "error", "error": {"message": error}})
+        return
+    yield sse_event({"type": "speech.audio.done",
+                     "usage": {"input_tokens": chars, "output_tokens": tokens, "total_tokens": chars + tokens}})
 
 
 async def _no_pieces() -> AsyncIterator[StreamPiece]:

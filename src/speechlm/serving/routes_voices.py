@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from speechlm.errors import InputError, SpeechLMError
+from speechlm.serving.errors import error_responses
 from speechlm.serving.streaming import await_job
 from speechlm.serving.voices import check_voice_id
 from speechlm.serving.worker import ServerBusy
@@ -18,7 +20,30 @@ log = logging.getLogger("speechlm.serving")
 router = APIRouter(tags=["voices"])
 
 
-@router.post("/v1/references", status_code=201, summary="Save a voice (reference audio + transcript)")
+class VoiceInfo(BaseModel):
+    id: str
+    text: str
+    seconds: float
+    bytes: int
+    sha256: str
+    created: float
+
+
+class SavedVoice(VoiceInfo):
+    encoded: bool  # false when the workers were busy or loading: it is encoded on first use
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceInfo]
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+@router.post("/v1/references", status_code=201, summary="Save a voice (reference audio + transcript)",
+             responses={201: {"model": SavedVoice, "description": "saved"},
+                        **error_responses(400, 401, 409, 413, 415, 422, 500)})
 async def add_reference(
     request: Request,
     id: Annotated[str, Form(description="voice id: 1-64 of A-Z a-z 0-9 _ . - (starting with a letter/digit)")],
@@ -50,13 +75,15 @@ async def add_reference(
     return JSONResponse({**_public(voice.to_json()), "encoded": encoded}, status_code=201)
 
 
-@router.get("/v1/references", summary="List saved voices")
+@router.get("/v1/references", summary="List saved voices", response_model=VoiceList,
+            responses=error_responses(401, 500))
 async def list_references(request: Request) -> dict:
     voices = await run_in_threadpool(request.app.state.server.store.list)
     return {"voices": [_public(v.to_json()) for v in voices]}
 
 
-@router.delete("/v1/references/{voice_id}", summary="Delete a saved voice")
+@router.delete("/v1/references/{voice_id}", summary="Delete a saved voice", response_model=Deleted,
+               responses=error_responses(400, 401, 404, 500))
 async def delete_reference(voice_id: str, request: Request) -> dict:
     await run_in_threadpool(request.app.state.server.store.delete, voice_id)
     return {"deleted": voice_id}

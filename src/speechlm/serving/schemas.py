@@ -1,23 +1,27 @@
-"""Request bodies of the HTTP API (pydantic), with the ranges of the original ``tools/api.py``.
+"""Request bodies of the HTTP API (pydantic); each synthesis parameter's default, range and help
+text come from :data:`speechlm.params.PARAMS` (``api_field``), never restated here.
 
 Schema violations become 422 JSON bodies naming the field (see :mod:`speechlm.serving.errors`);
-limits that depend on the server settings (text length, reference size) are checked by the routes.
+limits that depend on the server settings (text length, reference size, takes, token budget) and
+the text itself (empty, nothing speakable) are checked by the routes, which answer 400.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-VOICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-VoiceId = Annotated[str, Field(pattern=VOICE_ID_PATTERN, description="a saved voice id (letters, digits, _ . -)")]
+from speechlm.params import api_field
+from speechlm.serving.voices import VOICE_ID_PATTERN
 
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty or only whitespace")
-    return value
+# JSON Schema (ECMA) and pydantic's Rust regex read "$" as the end of the string, unlike Python's re
+# (which the voice store therefore uses with fullmatch); a trailing newline does not pass either.
+VoiceId = Annotated[str, Field(pattern=f"^{VOICE_ID_PATTERN}$",
+                               description="a saved voice id (letters, digits, _ . -)")]
+# The request fields that are synthesis parameters, by their speechlm.params name.
+SAMPLING_FIELDS = ("max_new_tokens", "chunk_length", "top_p", "repetition_penalty", "temperature", "speaker",
+                   "num_samples")
 
 
 class InvokeRequest(BaseModel):
@@ -30,24 +34,17 @@ class InvokeRequest(BaseModel):
     reference_text: Optional[str] = Field(None, description="transcript of reference_audio")
     reference_audio: Optional[str] = Field(None, description="base64-encoded audio file (wav/flac/mp3/ogg)")
     reference_id: Optional[VoiceId] = Field(None, description="a saved voice id (see /v1/references)")
-    max_new_tokens: Annotated[int, Field(ge=0, le=100_000)] = Field(
-        0, description="token budget per segment (0 = up to the model's context)")
-    chunk_length: Annotated[int, Field(ge=0, le=500, strict=True)] = Field(
-        150, description="characters per segment (0 = one segment)")
-    top_p: Annotated[float, Field(ge=0.1, le=1.0, strict=True)] = 0.7
-    repetition_penalty: Annotated[float, Field(ge=0.9, le=2.0, strict=True)] = 1.5
-    temperature: Annotated[float, Field(ge=0.1, le=1.0, strict=True)] = 0.7
-    speaker: Optional[Annotated[str, Field(max_length=100)]] = Field(None, description="speaker name in the prompt")
+    max_new_tokens: int = api_field("max_new_tokens")
+    chunk_length: int = api_field("chunk_length", strict=True)
+    top_p: float = api_field("top_p", strict=True)
+    repetition_penalty: float = api_field("repetition_penalty", strict=True)
+    temperature: float = api_field("temperature", strict=True)
+    speaker: Optional[str] = api_field("speaker", max_length=100)
     format: Literal["wav", "mp3", "flac"] = "wav"
     streaming: bool = Field(False, description="WAV header, then 16-bit PCM per segment as it is decoded")
-    seed: Optional[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(None, description="null = random")
-    num_samples: Annotated[int, Field(ge=1)] = Field(
-        1, description="takes to generate; >1 answers JSON with one base64 audio file per take")
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, value: str) -> str:
-        return _not_blank(value)
+    # The API's seed defaults to null (a random take per request, as the original's API), not the CLI's.
+    seed: Optional[int] = api_field("seed", None)
+    num_samples: int = api_field("num_samples")
 
 
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -77,13 +74,8 @@ class SpeechRequest(BaseModel):
         "audio", description="audio: the file streamed as it is made; sse: speech.audio.delta/done events")
     speed: Optional[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(None, description="accepted and ignored")
     instructions: Optional[str] = Field(None, description="accepted and ignored")
-    seed: Optional[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
-        None, description="extension (OpenAI SDK: extra_body={'seed': 1}); null = random")
-
-    @field_validator("input")
-    @classmethod
-    def _input_not_blank(cls, value: str) -> str:
-        return _not_blank(value)
+    # extension (OpenAI SDK: extra_body={'seed': 1}); null = random
+    seed: Optional[int] = api_field("seed", None)
 
     @property
     def voice_id(self) -> str | None:

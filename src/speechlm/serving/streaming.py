@@ -16,16 +16,16 @@ from typing import Any, AsyncIterator, Awaitable
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from speechlm.serving.worker import Cancelled, Job
+from speechlm.serving.worker import ClientGone, Job
 
 log = logging.getLogger("speechlm.serving")
 POLL_SECONDS = 0.2
 
 
 async def await_job(request: Request, job: Job, awaitable: Awaitable[Any]) -> Any:
-    """Await ``awaitable`` (about ``job``); cancel the job and raise :class:`Cancelled` if the client leaves.
+    """Await ``awaitable`` (about ``job``); cancel the job and raise :class:`ClientGone` if the client leaves.
 
-    An error the job raised after it was cancelled is reported as :class:`Cancelled` too.
+    An error the job raised after it was cancelled is reported as :class:`ClientGone` too.
     """
     task = asyncio.ensure_future(awaitable)
     try:
@@ -34,15 +34,15 @@ async def await_job(request: Request, job: Job, awaitable: Awaitable[Any]) -> An
             if done:
                 try:
                     return task.result()
-                except (StopAsyncIteration, Cancelled):
+                except (StopAsyncIteration, ClientGone):
                     raise
                 except Exception:
                     if job.should_stop():
-                        raise Cancelled() from None
+                        raise ClientGone() from None
                     raise
             if await request.is_disconnected():
                 log.info("client left %s before its audio was ready; generation cancelled", request.url.path)
-                raise Cancelled()
+                raise ClientGone()
     finally:
         if not task.done():
             task.cancel()

@@ -1,37 +1,81 @@
 """The model work of one request, as functions run on a worker thread with that worker's pipeline.
 
-Routes validate cheap things on the event loop (schemas, limits, base64) and hand a
-:class:`SynthesisParams` to :func:`synthesize_job` or :func:`stream_job`; everything that touches
-audio decoding or a model (reference validation and encoding, generation, file encoding) runs here.
+Routes validate cheap things on the event loop (schemas, limits, base64, and the parameters once,
+as one :class:`speechlm.params.SynthesisParams`) and hand a :class:`SpeechJob` to
+:func:`synthesize_job` or :func:`stream_job`; everything that touches audio decoding or a model
+(reference validation and encoding, generation, file encoding) runs here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from speechlm.errors import AudioError, SpeechLMError
+from speechlm.errors import AudioError, InputError, SpeechLMError
+from speechlm.params import SynthesisParams
 from speechlm.serving import formats
 from speechlm.serving.voices import VoiceStore
 from speechlm.serving.worker import Job
 
+# C0/C1 control characters other than tab and line breaks: never speech, yet the original's text
+# cleaning keeps the ASCII ones, which the model then reads as noise.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def speakable_text(text: str, field: str, limit: int) -> str:
+    """``text`` without control characters; one :class:`InputError` when too long or nothing is speakable.
+
+    "Nothing to speak" is decided as the pipeline decides it (its cleaning and segmenting), so text of
+    only control characters, only emoji or only punctuation all get the same 400.
+    """
+    from speechlm.text.normalize import normalize_text
+    from speechlm.text.split import split_text
+
+    if limit and len(text) > limit:
+        raise InputError(f"{field} is {len(text)} characters, more than the limit of {limit}",
+                         "split it into smaller requests", field=field)
+    cleaned = _CONTROL_RE.sub("", text)
+    if not cleaned.strip():
+        if not text.strip():
+            raise InputError(f"{field} is empty", "pass the text to speak", field=field)
+    elif split_text(normalize_text(cleaned), 150):
+        return cleaned
+    raise InputError(f"{field} has nothing to speak (only control characters, emoji, symbols or punctuation)",
+                     "pass words in a supported language", field=field)
+
 
 @dataclass
-class SynthesisParams:
-    """Everything the pipeline needs for one request (already schema-checked)."""
+class SpeechJob:
+    """Everything the pipeline needs for one request (schema-checked, parameters validated)."""
 
     text: str
+    params: SynthesisParams
     reference_audio: bytes | None = None
     reference_text: str | None = None
     reference_id: str | None = None
     reference_field: str = "reference_id"   # request field that named the voice (for error messages)
     text_field: str = "text"                # request field holding the text
-    speaker: str | None = None
-    seed: int | None = None
-    num_samples: int = 1
-    sampling: dict = field(default_factory=dict)  # max_new_tokens, chunk_length, top_p, temperature, ...
+
+
+# What the pipeline takes as keywords when it has no ``params=`` argument yet (issue 10).
+_KEYWORDS = ("speaker", "decoder", "seed", "max_new_tokens", "chunk_length", "top_p", "temperature",
+             "repetition_penalty", "normalize")
+
+
+def call_pipeline(method: Callable, text: str, params: SynthesisParams, *, takes: bool, **kwargs):
+    """``method(text, params=params, ...)``, or the same as keywords for a pipeline without ``params=``."""
+    try:
+        accepts_params = "params" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        accepts_params = False
+    if accepts_params:
+        return method(text, params=params, **kwargs)
+    names = _KEYWORDS + (("num_samples",) if takes else ())
+    return method(text, **{n: getattr(params, n) for n in names}, **kwargs)
 
 
 @dataclass
@@ -54,38 +98,37 @@ class StreamPiece:
     tokens: int
 
 
-def _reference(tts: Any, params: SynthesisParams, store: VoiceStore, max_seconds: float):
-    if params.reference_id is not None:
-        return store.reference(params.reference_id, tts.encode_reference, field=params.reference_field)
-    if params.reference_audio is None:
+def _reference(tts: Any, req: SpeechJob, store: VoiceStore, max_seconds: float):
+    if req.reference_id is not None:
+        return store.reference(req.reference_id, tts.encode_reference, field=req.reference_field)
+    if req.reference_audio is None:
         return None
     from speechlm.audio.io import load_audio
 
     try:  # the server's own duration limit, which may be stricter than the pipeline's
-        load_audio(params.reference_audio, target_sr=tts.sample_rate, max_seconds=max_seconds,
+        load_audio(req.reference_audio, target_sr=tts.sample_rate, max_seconds=max_seconds,
                    what="reference audio", limit_key="max_reference_seconds")
-        return tts.encode_reference(params.reference_audio, params.reference_text)
+        return tts.encode_reference(req.reference_audio, req.reference_text)
     except AudioError as e:
         e.field = "reference_audio"
         raise
 
 
-def synthesize_job(params: SynthesisParams, fmt: str, store: VoiceStore,
+def synthesize_job(req: SpeechJob, fmt: str, store: VoiceStore,
                    max_reference_seconds: float) -> Callable[[Any, Job], Synthesized]:
     """A job that synthesizes every take and encodes each as a ``fmt`` file."""
 
     def run(tts: Any, job: Job) -> Synthesized:
-        reference = _reference(tts, params, store, max_reference_seconds)
-        result = tts.synthesize(params.text, reference=reference, speaker=params.speaker,
-                                num_samples=params.num_samples, seed=params.seed, should_stop=job.should_stop,
-                                **params.sampling)
+        reference = _reference(tts, req, store, max_reference_seconds)
+        result = call_pipeline(tts.synthesize, req.text, req.params, takes=True, reference=reference,
+                       should_stop=job.should_stop)
         files = [formats.encode(take, result.sample_rate, fmt) for take in result.takes]
         return Synthesized(files, result.sample_rate, result.audio_seconds, result.tokens, result.rtf)
 
     return run
 
 
-def stream_job(params: SynthesisParams, fmt: str, store: VoiceStore,
+def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
                max_reference_seconds: float) -> Callable[[Any, Job], dict]:
     """A job that emits a :class:`StreamPiece` per decoded segment with audio (``fmt``: wav or pcm).
 
@@ -94,11 +137,11 @@ def stream_job(params: SynthesisParams, fmt: str, store: VoiceStore,
     """
 
     def run(tts: Any, job: Job) -> dict:
-        reference = _reference(tts, params, store, max_reference_seconds)
+        reference = _reference(tts, req, store, max_reference_seconds)
         seconds = 0.0
         tokens = segments = 0
-        for chunk in tts.stream(params.text, reference=reference, speaker=params.speaker, seed=params.seed,
-                                should_stop=job.should_stop, **params.sampling):
+        for chunk in call_pipeline(tts.stream, req.text, req.params, takes=False, reference=reference,
+                           should_stop=job.should_stop):
             audio = np.asarray(chunk.audio, dtype=np.float32).reshape(-1)
             tokens += chunk.tokens
             if not len(audio):
@@ -112,7 +155,7 @@ def stream_job(params: SynthesisParams, fmt: str, store: VoiceStore,
                 break
         if not segments and not job.should_stop():
             raise SpeechLMError("the model generated no audio for this text",
-                                "try another seed or a longer text", field=params.text_field, status=422)
+                                "try another seed or a longer text", field=req.text_field, status=422)
         return {"audio_seconds": seconds, "tokens": tokens, "segments": segments}
 
     return run

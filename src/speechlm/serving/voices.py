@@ -1,7 +1,8 @@
-"""Saved voices: reference audio + transcript stored on disk under one folder, encoded once.
+"""Saved voices: reference audio + transcript stored under one folder or fsspec URL, encoded once.
 
-Layout: ``<root>/<id>/audio.<ext>`` (the uploaded bytes, unchanged) and ``<root>/<id>/voice.json``
-(transcript, duration, size, checksum). Ids are restricted to ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``, so
+Layout: ``<root>/<id>/audio-<sha256 prefix>.<ext>`` (the uploaded bytes, unchanged) and
+``<root>/<id>/voice.json`` (transcript, duration, size, checksum, and the audio file's name; written
+last and atomically, so it is what makes a voice exist). Ids are restricted to ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``, so
 an id is always a single, harmless path component. The encoded :class:`~speechlm.reference_cache.Reference`
 is kept in memory per id (and the pipeline caches the tokens on disk by content hash), so a voice
 used by many requests is encoded once. Used by the HTTP API and the web UI; needs no web framework.
@@ -12,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
-import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -21,10 +22,15 @@ from pathlib import Path
 from typing import Callable
 
 from speechlm.errors import AudioError, InputError
-from speechlm.utils.io import atomic_path, ensure_writable_dir
+from speechlm.serving.storage import TEMP_PREFIX, Storage
 
-VOICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_AUDIO_FILE_RE = re.compile(r"^audio\.[a-z0-9]{1,5}$")
+log = logging.getLogger(__name__)
+
+# Matched with fullmatch everywhere: "$" would also accept a trailing newline.
+VOICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+VOICE_ID_RE = re.compile(VOICE_ID_PATTERN)
+META = "voice.json"
+_AUDIO_FILE_RE = re.compile(r"audio(-[0-9a-f]{16})?\.[a-z0-9]{1,5}")
 MAX_TEXT_CHARS = 2000
 _EXTENSIONS = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3", "AIFF": "aiff"}
 
@@ -47,7 +53,7 @@ class Voice:
 
 def check_voice_id(voice_id: str, field: str = "id") -> str:
     """Return ``voice_id`` if it is a safe id, else raise :class:`InputError` naming ``field``."""
-    if not isinstance(voice_id, str) or not VOICE_ID_RE.match(voice_id):
+    if not isinstance(voice_id, str) or not VOICE_ID_RE.fullmatch(voice_id):
         shown = voice_id if isinstance(voice_id, str) and len(voice_id) <= 80 else "(too long)"
         raise InputError(f"voice id '{shown}' is not allowed",
                          "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", field=field)
@@ -55,34 +61,40 @@ def check_voice_id(voice_id: str, field: str = "id") -> str:
 
 
 class VoiceStore:
-    """Saved voices under ``root``.
+    """Saved voices under ``root`` (a local folder or any fsspec URL).
+
+    A voice becomes visible in one step: its audio is written first under a name of its own
+    (``audio-<sha256 prefix>.<ext>``), then ``voice.json``, which names that file, is written
+    atomically. A save that dies half way leaves the old voice (or none) and files nobody names;
+    those are ignored, and removed at start once older than ``stale_after_s`` (younger ones may be
+    a save in progress on another server sharing the store).
 
     Args:
-        root: folder holding one sub-folder per voice (created if missing).
+        root: folder or fsspec URL holding one sub-folder per voice (created if missing).
         max_bytes: largest accepted audio file.
         max_seconds: longest accepted audio.
         max_voices: most voices kept.
+        stale_after_s: age after which unnamed leftovers are removed at start.
+        on_delete: called with ``(voice, audio_bytes)`` after a voice is deleted (drops cache entries).
     """
 
     def __init__(self, root: str | Path, *, max_bytes: int = 10_000_000, max_seconds: float = 30.0,
-                 max_voices: int = 1000):
-        self.root = ensure_writable_dir(root, "references_dir")
+                 max_voices: int = 1000, stale_after_s: float = 600.0,
+                 on_delete: Callable[[Voice, bytes], None] | None = None):
+        self.storage = Storage(root)
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
         self.max_voices = max_voices
+        self.on_delete = on_delete
         self._lock = threading.RLock()
         self._encoded: dict[str, tuple[str, object]] = {}  # id -> (sha256, Reference)
+        self._clean(stale_after_s)
 
     # ------------------------------------------------------------------ queries
     def list(self) -> list[Voice]:
         """Every saved voice, sorted by id (folders without valid metadata are skipped)."""
-        voices = []
-        for d in sorted(self.root.iterdir()):
-            if d.is_dir() and VOICE_ID_RE.match(d.name):
-                voice = self._read(d.name)
-                if voice is not None:
-                    voices.append(voice)
-        return voices
+        voices = (self._read(name) for name in self.storage.names() if VOICE_ID_RE.fullmatch(name))
+        return [v for v in voices if v is not None]
 
     def get(self, voice_id: str, field: str = "id") -> Voice:
         """The voice ``voice_id``; :class:`InputError` (404) if there is none."""
@@ -94,11 +106,12 @@ class VoiceStore:
         return voice
 
     def __contains__(self, voice_id: str) -> bool:
-        return isinstance(voice_id, str) and bool(VOICE_ID_RE.match(voice_id)) and self._read(voice_id) is not None
+        return isinstance(voice_id, str) and bool(VOICE_ID_RE.fullmatch(voice_id)) and self._read(voice_id) is not None
 
-    def audio_path(self, voice_id: str) -> Path:
-        voice = self.get(voice_id)
-        return self.root / voice.id / voice.audio_file
+    def read_audio(self, voice_id: str, field: str = "id") -> bytes:
+        """The uploaded audio file's bytes, unchanged."""
+        voice = self.get(voice_id, field)
+        return self.storage.read(f"{voice.id}/{voice.audio_file}")
 
     # ------------------------------------------------------------------ changes
     def validate_audio(self, audio: bytes, field: str = "audio") -> float:
@@ -127,34 +140,45 @@ class VoiceStore:
             raise InputError(f"the transcript is {len(text)} characters, more than {MAX_TEXT_CHARS}",
                              "use a shorter clip", field="text")
         seconds = self.validate_audio(audio)
+        sha = hashlib.sha256(audio).hexdigest()
         with self._lock:
-            exists = voice_id in self
-            if exists and not overwrite:
+            old = self._read(voice_id)
+            if old is not None and not overwrite:
                 raise InputError(f"a voice with id '{voice_id}' already exists",
                                  "delete it first or pass overwrite=true", field="id", status=409)
-            if not exists and len(self.list()) >= self.max_voices:
+            if old is None and len(self.list()) >= self.max_voices:
                 raise InputError(f"there are already {self.max_voices} saved voices", "delete some first",
                                  field="id", status=409)
-            folder = self.root / voice_id
-            if exists:
-                shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            audio_file = f"audio.{_sniff_extension(audio)}"
-            with atomic_path(folder / audio_file) as tmp:
-                tmp.write_bytes(audio)
-            voice = Voice(id=voice_id, text=str(text), seconds=round(seconds, 3), bytes=len(audio),
-                          sha256=hashlib.sha256(audio).hexdigest(), created=time.time(), audio_file=audio_file)
-            with atomic_path(folder / "voice.json") as tmp:
-                tmp.write_text(json.dumps(voice.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+            voice = Voice(id=voice_id, text=str(text), seconds=round(seconds, 3), bytes=len(audio), sha256=sha,
+                          created=time.time(), audio_file=f"audio-{sha[:16]}.{_sniff_extension(audio)}")
+            self.storage.write(f"{voice_id}/{voice.audio_file}", audio)
+            self._commit(voice)
+            if old is not None and old.audio_file != voice.audio_file:
+                self.storage.remove(f"{voice_id}/{old.audio_file}")
             self._encoded.pop(voice_id, None)
         return voice
 
+    def _commit(self, voice: Voice) -> None:
+        """The one step that makes ``voice`` visible (an atomic write of its ``voice.json``)."""
+        data = json.dumps(voice.to_json(), ensure_ascii=False, indent=1).encode("utf-8")
+        self.storage.write(f"{voice.id}/{META}", data)
+
     def delete(self, voice_id: str) -> None:
         """Remove a voice (404 if there is none)."""
-        self.get(voice_id)
         with self._lock:
-            shutil.rmtree(self.root / voice_id, ignore_errors=True)
+            voice = self.get(voice_id)
+            try:
+                audio = self.storage.read(f"{voice_id}/{voice.audio_file}")
+            except FileNotFoundError:
+                audio = b""
+            self.storage.remove(f"{voice_id}/{META}")  # gone from here on; the rest is leftovers
+            self.storage.remove(voice_id)
             self._encoded.pop(voice_id, None)
+        if self.on_delete is not None:
+            try:
+                self.on_delete(voice, audio)
+            except Exception as e:  # noqa: BLE001 - the voice is deleted; a stale cache entry only costs disk
+                log.warning("after deleting voice '%s': %s", voice_id, e)
 
     # ------------------------------------------------------------------ encoding
     def reference(self, voice_id: str, encode: Callable[[bytes, str], object], field: str = "reference_id"):
@@ -167,22 +191,48 @@ class VoiceStore:
             cached = self._encoded.get(voice_id)
         if cached is not None and cached[0] == voice.sha256:
             return cached[1]
-        audio = (self.root / voice.id / voice.audio_file).read_bytes()
+        try:
+            audio = self.storage.read(f"{voice.id}/{voice.audio_file}")
+        except FileNotFoundError:  # replaced or deleted by another server just now: read it once more
+            voice = self.get(voice_id, field)
+            audio = self.storage.read(f"{voice.id}/{voice.audio_file}")
         reference = encode(audio, voice.text)
         with self._lock:
             self._encoded[voice_id] = (voice.sha256, reference)
         return reference
 
     def _read(self, voice_id: str) -> Voice | None:
-        meta = self.root / voice_id / "voice.json"
         try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
+            data = json.loads(self.storage.read(f"{voice_id}/{META}").decode("utf-8"))
             voice = Voice(**{k: data[k] for k in Voice.__dataclass_fields__})
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if voice.id != voice_id or not _AUDIO_FILE_RE.match(str(voice.audio_file)):
+        if voice.id != voice_id or not _AUDIO_FILE_RE.fullmatch(str(voice.audio_file)):
             return None
-        return voice if (self.root / voice_id / voice.audio_file).is_file() else None
+        return voice if self.storage.exists(f"{voice_id}/{voice.audio_file}") else None
+
+    def _clean(self, stale_after_s: float) -> None:
+        """Remove what killed saves left behind: files no ``voice.json`` names, folders without one."""
+        storage = self.storage
+        for name in storage.names():
+            if name.startswith(TEMP_PREFIX) and storage.age_seconds(name) >= stale_after_s:
+                storage.remove(name)
+            if not VOICE_ID_RE.fullmatch(name) or not storage.is_dir(name):
+                continue
+            voice = self._read(name)
+            entries = storage.names(name)
+            ours = [e for e in entries if _is_ours(e) and (voice is None or e not in (META, voice.audio_file))]
+            stale = [e for e in ours if storage.age_seconds(f"{name}/{e}") >= stale_after_s]
+            if voice is None and len(stale) == len(entries) and storage.age_seconds(name) >= stale_after_s:
+                storage.remove(name)
+                log.info("removed the leftovers of an unfinished save of voice '%s'", name)
+                continue
+            for e in stale:
+                storage.remove(f"{name}/{e}")
+
+
+def _is_ours(name: str) -> bool:
+    return name == META or name.startswith((TEMP_PREFIX, ".")) or bool(_AUDIO_FILE_RE.fullmatch(name))
 
 
 def _sniff_extension(audio: bytes) -> str:

@@ -29,8 +29,8 @@ class ServerBusy(SpeechLMError):
         self.retry_after = retry_after
 
 
-class Cancelled(Exception):
-    """The client went away before or while its job ran."""
+class ClientGone(Exception):
+    """The client went away before or while its job ran (not the pipeline's ``GenerationCancelled``)."""
 
 
 class Job:
@@ -40,6 +40,7 @@ class Job:
         self.fn = fn
         self.name = name
         self.enqueued_at = time.monotonic()
+        self.state = "queued"  # -> "running" (a worker took it) or "expired" (waited too long)
         self._loop = loop
         self._events: asyncio.Queue = asyncio.Queue()
         self._stop = threading.Event()
@@ -91,7 +92,8 @@ class WorkerPool:
         workers: number of worker threads.
         queue_size: jobs allowed to wait for a free worker.
         queue_timeout_s: a job that waited longer than this is answered 503 instead of run.
-        warmup: callable ``warmup(tts)`` run once per worker before it takes jobs (None = none).
+        warmup: callable ``warmup(tts)`` run once per worker before it takes jobs (None = none); it
+            also applies per-server settings to the pipeline (e.g. the reference cache's bound).
     """
 
     def __init__(self, tts_or_factory: Any, *, workers: int = 1, queue_size: int = 4,
@@ -115,6 +117,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._active: set[Job] = set()
         self.primary: Any = None  # the first loaded pipeline (health, sample rate)
+        self.pipelines: list[Any] = []  # every loaded pipeline (one per ready worker)
 
     # lifecycle
     def start(self) -> None:
@@ -160,7 +163,21 @@ class WorkerPool:
             self._in_flight += 1
             self._active.add(job)
         self._queue.put(job)
+        # Expire on time, not when a worker finally gets to it (which may be much later).
+        job._loop.call_later(self.queue_timeout_s, self._expire, job)
         return job
+
+    def _expire(self, job: Job) -> None:
+        with self._lock:
+            if job.state != "queued":
+                return
+            job.state = "expired"
+            self._in_flight -= 1
+            self._active.discard(job)
+        waited = time.monotonic() - job.enqueued_at
+        job._post("error", ServerBusy(f"request waited {waited:.0f}s in the queue, more than queue_timeout_s="
+                                      f"{self.queue_timeout_s:g}", retry_after=max(1, math.ceil(self._avg_seconds)),
+                                      status=503))
 
     # worker thread
     def _run(self, index: int) -> None:
@@ -175,6 +192,7 @@ class WorkerPool:
         with self._lock:
             if self.primary is None:
                 self.primary = tts
+            self.pipelines.append(tts)
             self._ready += 1
         while True:
             job = self._queue.get()
@@ -185,13 +203,13 @@ class WorkerPool:
     def _execute(self, tts: Any, job: Job) -> None:
         started = time.monotonic()
         with self._lock:
+            if job.state != "queued":  # expired while it waited: already answered 503
+                return
+            job.state = "running"
             self._busy += 1
         try:
             if job.should_stop():
-                raise Cancelled()
-            if started - job.enqueued_at > self.queue_timeout_s:
-                raise ServerBusy(f"request waited {started - job.enqueued_at:.0f}s in the queue",
-                                 retry_after=max(1, math.ceil(self._avg_seconds)), status=503)
+                raise ClientGone()
             job._post("done", job.fn(tts, job))
         except BaseException as e:  # noqa: BLE001 - handed to the route, which maps it
             job._post("error", e)

@@ -10,6 +10,7 @@ import logging
 
 import gradio as gr
 
+from speechlm.params import PARAMS, SynthesisParams
 from speechlm.webui.errors import show_errors
 from speechlm.webui.handlers import MAX_TAKES, UPLOADED, Handlers, Request
 
@@ -40,13 +41,141 @@ def _status_line(tts) -> str:
 
 
 def _max_tokens_limit(tts) -> int:
+    """The token slider's top: the model's context, unless the parameter's own range is smaller."""
     cfg = getattr(tts, "cfg", None)
     try:
         from omegaconf import OmegaConf
 
-        return int(OmegaConf.select(cfg, "model.text2semantic.config.max_seq_len", default=2048) or 2048)
+        context = int(OmegaConf.select(cfg, "model.text2semantic.config.max_seq_len", default=2048) or 2048)
     except Exception:  # noqa: BLE001 - a stand-in pipeline may have no config
-        return 2048
+        context = 2048
+    return int(min(context, PARAMS["max_new_tokens"].hi))
+
+
+def _slider(name: str, label: str, value, hi: float | None = None) -> gr.Slider:
+    """A slider whose range, step and help text are those of :data:`speechlm.params.PARAMS` ``name``."""
+    p = PARAMS[name]
+    return gr.Slider(p.lo, p.hi if hi is None else hi, value=value, step=p.step, label=label, info=p.help,
+                     elem_id=name.replace("_", "-"))
+
+
+def _initial(defaults: dict | None) -> SynthesisParams:
+    """Initial control values: the composed config's (validated once), else the parameters' defaults."""
+    return SynthesisParams.make({k: v for k, v in (defaults or {}).items() if k in PARAMS})
+
+
+def _text_inputs(p: SynthesisParams) -> dict:
+    text = gr.Textbox(label="Input text", placeholder="Put your text here.", lines=6, elem_id="text")
+    normalize = gr.Checkbox(label="Text normalization (Unicode NFKC, accents folded)", value=p.normalize,
+                            info=PARAMS["normalize"].help, elem_id="normalize")
+    preview = gr.Textbox(label="Text the model reads (after normalization and cleaning)", lines=3,
+                         interactive=False, elem_id="preview")
+    return dict(text=text, normalize=normalize, preview=preview)
+
+
+def _reference_tab(handlers: Handlers) -> dict:
+    gr.Markdown("5–10 seconds of clean speech in the voice to clone, and what it says.")
+    use_reference = gr.Checkbox(label="Use reference voice", value=False, elem_id="use-ref")
+    with gr.Row(equal_height=False):
+        voice = gr.Dropdown(label="Saved voice (from the API's voice store)", choices=handlers.voice_choices(),
+                            value=UPLOADED, scale=4, elem_id="voice")
+        refresh = gr.Button("Refresh list", scale=0, min_width=110, size="sm")
+    reference_audio = gr.Audio(label="Reference audio (upload or record)", sources=["upload", "microphone"],
+                               type="filepath", elem_id="reference-audio")
+    reference_text = gr.Textbox(label="Reference text (transcript of the clip)", lines=2, elem_id="reference-text")
+    return dict(use_reference=use_reference, voice=voice, refresh=refresh, reference_audio=reference_audio,
+                reference_text=reference_text)
+
+
+def _advanced_tab(p: SynthesisParams, tts) -> dict:
+    decoder = PARAMS["decoder"]
+    names = {"vits": "VITS (recommended)", "vqgan": "VQGAN + Firefly"}
+    return dict(
+        chunk_length=_slider("chunk_length", "Iterative prompt length (characters per segment; 0 = off)",
+                             p.chunk_length),
+        max_new_tokens=_slider("max_new_tokens", "Max new tokens per segment (0 = no limit)", p.max_new_tokens,
+                               hi=_max_tokens_limit(tts)),
+        top_p=_slider("top_p", "Top-p", p.top_p),
+        repetition_penalty=_slider("repetition_penalty", "Repetition penalty", p.repetition_penalty),
+        temperature=_slider("temperature", "Temperature", p.temperature),
+        speaker=gr.Textbox(label="Speaker (name in the prompt; empty = default)", value=p.speaker or "",
+                           info=PARAMS["speaker"].help),
+        seed=gr.Number(label="Seed (-1 = random; the summary shows the one used)", info=PARAMS["seed"].help,
+                       value=-1 if p.seed is None else p.seed, precision=0),
+        decoder=gr.Radio([(names.get(c, c), c) for c in decoder.choices], value=p.decoder, label="Decoder",
+                         info=decoder.help),
+        num_takes=_slider("num_samples", "Number of takes", min(p.num_samples, MAX_TAKES),
+                          hi=min(MAX_TAKES, PARAMS["num_samples"].hi)),
+    )
+
+
+def _output_column() -> dict:
+    with gr.Row():
+        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        generate_stream = gr.Button("Generate streaming", variant="secondary", elem_id="generate-stream")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=100)
+    out = dict(generate=generate, generate_stream=generate_stream, stop=stop,
+               message=gr.HTML(visible=False, elem_id="message"), summary=gr.Markdown(elem_id="summary"),
+               stream_audio=gr.Audio(label="Streaming output (plays as segments arrive)", streaming=True,
+                                     autoplay=True, interactive=False, elem_id="stream-audio"),
+               panels=[], players=[], pictures=[])
+    for i in range(MAX_TAKES):
+        with gr.Column(variant="panel", visible=i == 0) as panel:
+            out["panels"].append(panel)
+            out["players"].append(gr.Audio(label=f"Take {i + 1}", type="filepath", interactive=False,
+                                           buttons=["download"], elem_id=f"take-{i}"))
+            out["pictures"].append(gr.Image(label=f"Take {i + 1}: mel spectrogram", type="filepath",
+                                            interactive=False, show_label=False, height=200, elem_id=f"spec-{i}"))
+    return out
+
+
+def _layout(tts, handlers: Handlers, p: SynthesisParams) -> dict:
+    """Every component of the page, by name."""
+    c: dict = {"status": gr.Markdown(_status_line(tts))}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            c.update(_text_inputs(p))
+            with gr.Tabs():
+                with gr.Tab("Reference voice"):
+                    c.update(_reference_tab(handlers))
+                with gr.Tab("Advanced"):
+                    c.update(_advanced_tab(p, tts))
+        with gr.Column(scale=5):
+            c.update(_output_column())
+    return c
+
+
+# The generation controls, in the order of :class:`~speechlm.webui.handlers.Request`'s fields.
+CONTROLS = ("text", "normalize", "use_reference", "voice", "reference_audio", "reference_text", "chunk_length",
+            "max_new_tokens", "top_p", "repetition_penalty", "temperature", "speaker", "seed", "decoder")
+
+
+def _wire(app: gr.Blocks, tts, handlers: Handlers, c: dict) -> None:
+    """Connect the buttons and live previews to the handlers."""
+    controls = [c[name] for name in CONTROLS]
+    take_outputs = [*c["panels"], *c["players"], *c["pictures"], c["summary"], c["message"]]
+
+    @show_errors(len(take_outputs))
+    def on_generate(*values, progress=gr.Progress()):
+        return handlers.generate(Request(*values[:-1]), num_takes=values[-1], progress=progress)
+
+    @show_errors(1 + len(take_outputs))
+    def on_generate_stream(*values, progress=gr.Progress()):
+        yield from handlers.generate_stream(Request(*values), progress=progress)
+
+    for trigger in (c["text"].change, c["normalize"].change):
+        trigger(handlers.preview_text, [c["text"], c["normalize"]], c["preview"], show_progress="hidden",
+                trigger_mode="always_last", queue=False)
+    c["voice"].change(handlers.select_voice, c["voice"], [c["use_reference"], c["reference_text"]],
+                      show_progress="hidden")
+    c["refresh"].click(handlers.refresh_voices, None, c["voice"], show_progress="hidden")
+    app.load(handlers.refresh_voices, None, c["voice"], show_progress="hidden")
+    app.load(lambda: _status_line(tts), None, c["status"], show_progress="hidden")
+    c["generate"].click(on_generate, [*controls, c["num_takes"]], take_outputs, show_progress_on=c["players"][0],
+                        concurrency_id="tts", concurrency_limit=1)
+    c["generate_stream"].click(on_generate_stream, controls, [c["stream_audio"], *take_outputs],
+                               show_progress_on=c["stream_audio"], concurrency_id="tts", concurrency_limit=1)
+    c["stop"].click(handlers.stop, None, None, queue=False, show_progress="hidden")
 
 
 def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -> gr.Blocks:
@@ -55,104 +184,14 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
     Args:
         tts: the loaded :class:`~speechlm.pipeline.TTS`.
         voices: the API's ``VoiceStore`` for the saved-voices dropdown, or None.
-        defaults: initial control values (``top_p``, ``temperature``, ``repetition_penalty``,
-            ``chunk_length``, ``max_new_tokens``, ``seed``, ``speaker``, ``decoder``, ``normalize``,
-            ``num_samples``), normally the composed config.
+        defaults: initial control values (any :data:`speechlm.params.PARAMS` names, e.g. ``top_p``),
+            normally the composed config; the rest start at the parameters' defaults.
         output_dir: folder for generated files (a temp folder by default).
     """
-    d = dict(defaults or {})
     handlers = Handlers(tts, voices=voices, output_dir=output_dir)
-    seed = d.get("seed")
-
     with gr.Blocks(title="speechlm", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(HEADER)
-        status = gr.Markdown(_status_line(tts))
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                text = gr.Textbox(label="Input text", placeholder="Put your text here.", lines=6,
-                                  elem_id="text")
-                normalize = gr.Checkbox(label="Text normalization (Unicode NFKC, accents folded)",
-                                        value=bool(d.get("normalize", True)), elem_id="normalize")
-                preview = gr.Textbox(label="Text the model reads (after normalization and cleaning)", lines=3,
-                                     interactive=False, elem_id="preview")
-                with gr.Tabs():
-                    with gr.Tab("Reference voice"):
-                        gr.Markdown("5–10 seconds of clean speech in the voice to clone, and what it says.")
-                        use_reference = gr.Checkbox(label="Use reference voice", value=False, elem_id="use-ref")
-                        with gr.Row(equal_height=False):
-                            voice = gr.Dropdown(label="Saved voice (from the API's voice store)",
-                                                choices=handlers.voice_choices(), value=UPLOADED, scale=4,
-                                                elem_id="voice")
-                            refresh = gr.Button("Refresh list", scale=0, min_width=110, size="sm")
-                        reference_audio = gr.Audio(label="Reference audio (upload or record)",
-                                                   sources=["upload", "microphone"], type="filepath",
-                                                   elem_id="reference-audio")
-                        reference_text = gr.Textbox(label="Reference text (transcript of the clip)", lines=2,
-                                                    elem_id="reference-text")
-                    with gr.Tab("Advanced"):
-                        chunk_length = gr.Slider(0, 500, value=int(d.get("chunk_length", 150)), step=8,
-                                                 label="Iterative prompt length (characters per segment; 0 = off)")
-                        max_new_tokens = gr.Slider(0, _max_tokens_limit(tts), step=8,
-                                                   value=int(d.get("max_new_tokens", 0)),
-                                                   label="Max new tokens per segment (0 = no limit)")
-                        top_p = gr.Slider(0.1, 1.0, value=float(d.get("top_p", 0.7)), step=0.01, label="Top-p")
-                        repetition_penalty = gr.Slider(0.9, 2.0, value=float(d.get("repetition_penalty", 1.5)),
-                                                       step=0.01, label="Repetition penalty")
-                        temperature = gr.Slider(0.1, 1.0, value=float(d.get("temperature", 0.7)), step=0.01,
-                                                label="Temperature")
-                        speaker = gr.Textbox(label="Speaker (name in the prompt; empty = default)",
-                                             value=d.get("speaker") or "")
-                        seed_box = gr.Number(label="Seed (-1 = random; the summary shows the one used)",
-                                             value=-1 if seed is None else int(seed), precision=0)
-                        decoder = gr.Radio([("VITS (recommended)", "vits"), ("VQGAN + Firefly", "vqgan")],
-                                           value=d.get("decoder") or "vits", label="Decoder")
-                        num_takes = gr.Slider(1, MAX_TAKES, value=min(int(d.get("num_samples", 1)), MAX_TAKES),
-                                              step=1, label="Number of takes")
-            with gr.Column(scale=5):
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                    generate_stream = gr.Button("Generate streaming", variant="secondary",
-                                                elem_id="generate-stream")
-                    stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=100)
-                message = gr.HTML(visible=False, elem_id="message")
-                summary = gr.Markdown(elem_id="summary")
-                stream_audio = gr.Audio(label="Streaming output (plays as segments arrive)", streaming=True,
-                                        autoplay=True, interactive=False, elem_id="stream-audio")
-                panels, players, pictures = [], [], []
-                for i in range(MAX_TAKES):
-                    with gr.Column(variant="panel", visible=i == 0) as panel:
-                        panels.append(panel)
-                        players.append(gr.Audio(label=f"Take {i + 1}", type="filepath", interactive=False,
-                                                buttons=["download"], elem_id=f"take-{i}"))
-                        pictures.append(gr.Image(label=f"Take {i + 1}: mel spectrogram", type="filepath",
-                                                 interactive=False, show_label=False, height=200,
-                                                 elem_id=f"spec-{i}"))
-
-        controls = [text, normalize, use_reference, voice, reference_audio, reference_text, chunk_length,
-                    max_new_tokens, top_p, repetition_penalty, temperature, speaker, seed_box, decoder]
-
-        take_outputs = [*panels, *players, *pictures, summary, message]
-
-        @show_errors(len(take_outputs))
-        def on_generate(*values, progress=gr.Progress()):
-            return handlers.generate(Request(*values[:-1]), num_takes=values[-1], progress=progress)
-
-        @show_errors(1 + len(take_outputs))
-        def on_generate_stream(*values, progress=gr.Progress()):
-            yield from handlers.generate_stream(Request(*values), progress=progress)
-
-        for trigger in (text.change, normalize.change):
-            trigger(handlers.preview_text, [text, normalize], preview, show_progress="hidden",
-                    trigger_mode="always_last", queue=False)
-        voice.change(handlers.select_voice, voice, [use_reference, reference_text], show_progress="hidden")
-        refresh.click(handlers.refresh_voices, None, voice, show_progress="hidden")
-        app.load(handlers.refresh_voices, None, voice, show_progress="hidden")
-        app.load(lambda: _status_line(tts), None, status, show_progress="hidden")
-        generate.click(on_generate, [*controls, num_takes], take_outputs, show_progress_on=players[0],
-                       concurrency_id="tts", concurrency_limit=1)
-        generate_stream.click(on_generate_stream, controls, [stream_audio, *take_outputs],
-                              show_progress_on=stream_audio, concurrency_id="tts", concurrency_limit=1)
-        stop.click(handlers.stop, None, None, queue=False, show_progress="hidden")
+        _wire(app, tts, handlers, _layout(tts, handlers, _initial(defaults)))
     app.handlers = handlers  # for tests and embedding
     return app
 

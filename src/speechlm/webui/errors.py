@@ -17,6 +17,7 @@ from typing import Callable
 import gradio as gr
 
 from speechlm.errors import SpeechLMError
+from speechlm.stages.generate import GenerationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,7 @@ def error_html(e: BaseException) -> str:
     A user error shows its message and hint; anything else is logged with its traceback and shown as
     one line pointing at the server log.
     """
-    from speechlm.stages.generate import GenerationCancelled as Cancelled
-
-    if isinstance(e, Cancelled):
+    if isinstance(e, GenerationCancelled):
         title, text = "Stopped", "the generation was stopped"
     elif isinstance(e, SpeechLMError):
         title, text = "Cannot generate", str(e)

@@ -17,12 +17,14 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
 
 from speechlm.errors import InputError, SpeechLMError
+from speechlm.params import SynthesisParams
+from speechlm.serving.synthesis import call_pipeline
 from speechlm.text.clean import clean_text
 from speechlm.webui.spectrogram import save_spectrogram_png
 
@@ -143,10 +145,7 @@ class Handlers:
             raise InputError("the reference voice is enabled but no clip was uploaded or recorded",
                              "upload a 5–10 s clip, pick a saved voice, or untick 'Use reference voice'",
                              field="reference")
-        if not (req.reference_text or "").strip():
-            raise InputError("the reference text is empty",
-                             "type what is said in the reference clip (its transcript)", field="reference_text")
-        return self.tts.encode_reference(req.reference_audio, req.reference_text)
+        return self.tts.encode_reference(req.reference_audio, req.reference_text)  # it refuses an empty transcript
 
     @staticmethod
     def _seed(value: float | None) -> int:
@@ -154,15 +153,13 @@ class Handlers:
             return secrets.randbelow(2**31)
         return int(value)
 
-    def _kwargs(self, req: Request) -> dict[str, Any]:
-        if not (req.text or "").strip():
-            raise InputError("the text box is empty", "type the text to speak", field="text")
-        return dict(reference=self._reference(req), speaker=(req.speaker or "").strip() or None,
-                    decoder=req.decoder or None, seed=self._seed(req.seed),
-                    max_new_tokens=int(req.max_new_tokens), chunk_length=int(req.chunk_length),
-                    top_p=float(req.top_p), temperature=float(req.temperature),
-                    repetition_penalty=float(req.repetition_penalty), normalize=bool(req.normalize),
-                    should_stop=self._stop.is_set)
+    def _params(self, req: Request, num_takes: int = 1) -> SynthesisParams:
+        """The controls' values as one validated parameter set (the pipeline checks the text itself)."""
+        return SynthesisParams.make(
+            speaker=(req.speaker or "").strip() or None, seed=self._seed(req.seed), num_samples=int(num_takes),
+            max_new_tokens=int(req.max_new_tokens), chunk_length=int(req.chunk_length), top_p=float(req.top_p),
+            temperature=float(req.temperature), repetition_penalty=float(req.repetition_penalty),
+            normalize=bool(req.normalize), **({"decoder": req.decoder} if req.decoder else {}))
 
     def _files(self, stem: str) -> tuple[Path, Path]:
         with self._counter_lock:
@@ -196,9 +193,8 @@ class Handlers:
         Returns:
             updates for every take's panel (visibility), player and picture, then the summary.
         """
-        n = int(num_takes)
         self._stop.clear()
-        kwargs = self._kwargs(req)
+        params = self._params(req, int(num_takes))
 
         def report(ev) -> None:
             if progress is not None:
@@ -208,7 +204,8 @@ class Handlers:
 
         if progress is not None:
             progress(0.0, desc="generating")
-        result = self.tts.synthesize(req.text, num_samples=n, progress=report, **kwargs)
+        result = call_pipeline(self.tts.synthesize, req.text, params, takes=True, reference=self._reference(req),
+                               progress=report, should_stop=self._stop.is_set)
         panels, players, pictures = [], [], []
         for i in range(MAX_TAKES):
             shown = i < len(result.takes)
@@ -219,7 +216,7 @@ class Handlers:
             players.append(gr.update(value=wav_path, label=f"Take {i + 1}"))
             pictures.append(gr.update(value=png_path))
         summary = self._summary(result.tokens, result.wall_seconds, result.audio_seconds, n=len(result.takes),
-                                segments=result.segments, seed=kwargs["seed"])
+                                segments=result.segments, seed=params.seed)
         return [*panels, *players, *pictures, summary]
 
     def generate_stream(self, req: Request, progress: gr.Progress | None = None) -> Iterator[list]:
@@ -231,7 +228,7 @@ class Handlers:
             raise SpeechLMError("streaming playback needs ffmpeg on the server, and it is not installed",
                                 "install it (e.g. apt-get install ffmpeg) or use Generate", status=503)
         self._stop.clear()
-        kwargs = self._kwargs(req)
+        params = self._params(req)
         panels = [gr.update(visible=True)] + [gr.update(visible=False)] * (MAX_TAKES - 1)
         cleared = [gr.update(value=None)] * MAX_TAKES
         start = time.perf_counter()
@@ -239,7 +236,8 @@ class Handlers:
         parts: list[np.ndarray] = []
         tokens = 0
         sample_rate = self.tts.sample_rate
-        for chunk in self.tts.stream(req.text, **kwargs):
+        for chunk in call_pipeline(self.tts.stream, req.text, params, takes=False, reference=self._reference(req),
+                                   should_stop=self._stop.is_set):
             if first_audio is None:
                 first_audio = time.perf_counter() - start
             sample_rate = chunk.sample_rate
@@ -259,7 +257,7 @@ class Handlers:
         wall = time.perf_counter() - start
         wav_path, png_path = self._write_take(audio, sample_rate, 0)
         summary = self._summary(tokens, wall, len(audio) / sample_rate, n=1, segments=len(parts),
-                                seed=kwargs["seed"], first_audio=first_audio)
+                                seed=params.seed, first_audio=first_audio)
         yield [None, *panels, gr.update(value=wav_path, label="Take 1 (streamed)"), *cleared[1:],
                gr.update(value=png_path), *cleared[1:], summary]
 

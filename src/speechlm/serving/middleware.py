@@ -1,0 +1,151 @@
+"""ASGI middleware, outermost first: access log (and the 500 answer), API key, body size limit.
+
+They run before FastAPI reads a body, which is the point: the key is checked before a byte of an
+upload is read, an oversized body is refused from its Content-Length, and a bug anywhere below is
+answered 500 once, logged with its traceback once, and shown in the access log with its real status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from speechlm.serving import errors
+
+log = logging.getLogger("speechlm.serving")
+access_log = logging.getLogger("speechlm.serving.access")
+
+# Paths anyone may call: health probes, the docs page and its assets, the OpenAPI document.
+PUBLIC = ("/v1/health", "/", "/openapi.json")
+PUBLIC_PREFIXES = ("/docs-assets/",)
+
+
+class AccessLogMiddleware:
+    """One log line per request: client, method, path, status, latency, audio seconds, RTF, and
+    ``client left`` when the client hung up before the answer was complete."""
+
+    QUIET = PUBLIC
+
+    def __init__(self, app, enabled: bool = True):
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        seen = {"status": 0, "done": False, "left": False}
+
+        async def watch_receive():
+            message = await receive()
+            if message["type"] == "http.disconnect" and not seen["done"]:
+                seen["left"] = True
+            return message
+
+        async def watch_send(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen["done"] = True
+            try:
+                await send(message)
+            except OSError:
+                seen["left"] = True
+                raise
+
+        try:
+            await self.app(scope, watch_receive, watch_send)
+        except Exception as e:  # noqa: BLE001 - a bug below: answer 500 here, log the traceback once
+            log.error("internal error on %s %s", scope.get("method"), scope.get("path"), exc_info=e)
+            if not seen["status"]:
+                await errors.internal_error_response(e)(scope, receive, watch_send)
+            elif not seen["done"]:
+                seen["status"] = seen["status"] or 500
+        finally:
+            if self.enabled:
+                self._log(scope, state, seen, time.perf_counter() - start)
+
+    def _log(self, scope, state, seen: dict, latency: float) -> None:
+        audio = float(state.get("audio_seconds", 0.0))
+        rtf = f"{latency / audio:.2f}" if audio > 0 else "-"
+        client = scope.get("client") or ("-", 0)
+        left = " client left" if seen["left"] or state.get("client_left") else ""
+        level = logging.DEBUG if scope.get("path") in self.QUIET and not left else logging.INFO
+        access_log.log(level, '%s "%s %s" %s %.3fs audio=%.2fs rtf=%s%s', client[0], scope.get("method"),
+                       scope.get("path"), seen["status"] or "-", latency, audio, rtf, left)
+
+
+class AuthMiddleware:
+    """401 for a protected path without the right ``Authorization: Bearer <api_key>``, before the body."""
+
+    def __init__(self, app, api_key: str | None):
+        self.app = app
+        self.expected = (api_key or "").encode()
+        self.enabled = bool(api_key)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.enabled or is_public(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        problem = check_bearer(Headers(scope=scope).get("authorization"), self.expected)
+        if problem is None:
+            return await self.app(scope, receive, send)
+        message, hint = problem
+        response = errors.error_response(401, f"{message} — {hint}", "Authorization",
+                                         {"WWW-Authenticate": "Bearer", "Connection": "close"})
+        await response(scope, receive, send)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
+
+
+def check_bearer(header: str | None, expected: bytes) -> tuple[str, str] | None:
+    """None when ``header`` carries the key, else (what is wrong, what to do)."""
+    scheme, _, token = (header or "").partition(" ")
+    if not header:
+        return "missing API key", 'send the header "Authorization: Bearer <api_key>"'
+    if scheme.lower() != "bearer" or not token.strip():
+        return "the Authorization header is not a Bearer token", 'send "Authorization: Bearer <api_key>"'
+    if not hmac.compare_digest(token.strip().encode(), expected):
+        return "invalid API key", "check the api_key the server was started with"
+    return None
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"more than the limit of {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes``: at once from Content-Length, else while it is read."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = errors.error_response(
+                413, f"the request body is too large ({length} bytes, more than the limit of {self.max_bytes}) — "
+                     "send a shorter text or a smaller reference clip", "body", {"Connection": "close"})
+            return await response(scope, receive, send)
+        total = 0
+
+        async def counted_receive():
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counted_receive, send)
