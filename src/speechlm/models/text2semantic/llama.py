@@ -136,6 +136,7 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(cfg.dim, cfg.intermediate_size, bias=False)
         self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
         self.w13t: Tensor | None = None  # (dim, 2 * inter) fused gate/up weights, see fuse_gate_up()
+        self.gate_up = None  # inference: callable x -> cat(w1 x, w3 x), set by quantize.prepare_int8
 
     @torch.no_grad()
     def fuse_gate_up(self) -> None:
@@ -148,6 +149,9 @@ class FeedForward(nn.Module):
         self.w13t = fused
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.gate_up is not None and not torch.is_grad_enabled():
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            return self.w2(F.silu(gate) * up)
         if self.w13t is not None and not torch.is_grad_enabled():
             gate, up = (x @ self.w13t).chunk(2, dim=-1)
             return self.w2(F.silu(gate) * up)
@@ -235,7 +239,7 @@ class BaseTransformer(nn.Module):
         experiments/generation_speed). State-dict keys, shapes and values are unchanged.
         """
         for m in self.modules():
-            if isinstance(m, FeedForward) and m.w13t is None:
+            if isinstance(m, FeedForward) and m.w13t is None and isinstance(m.w1, nn.Linear):
                 m.fuse_gate_up()
         for m in self.modules():
             if isinstance(m, nn.Linear) and m.weight.is_contiguous():
