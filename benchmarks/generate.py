@@ -25,15 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from speechlm.config import compose_preset  # noqa: E402
 from speechlm.stages.token_loop import auto_decode_threads, compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
 from speechlm.models.text2semantic.loading import build_text2semantic  # noqa: E402
+from speechlm.models.text2semantic.quantize import quantize_int4, to_int8_model  # noqa: E402
 from speechlm.text.prompt import encode_prompt  # noqa: E402
 from speechlm.text.tokenizer import build_tokenizer  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32, "int4": torch.float32}
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the forest "
         "where nobody can find it again.")
 
 
-def random_model(preset: str, dtype: torch.dtype, max_seq_len: int):
+def random_model(preset: str, dtype: torch.dtype, max_seq_len: int, quantize: str | None = None):
     model = build_text2semantic(compose_preset("text2semantic", preset, [f"config.max_seq_len={max_seq_len}"]), "meta")
     model = model.to_empty(device="cpu")
     g = torch.Generator().manual_seed(0)
@@ -42,16 +43,22 @@ def random_model(preset: str, dtype: torch.dtype, max_seq_len: int):
             p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn(p.shape, generator=g) * 0.02)
     model.rebuild_buffers("cpu")
     model = model.to(dtype).eval()
+    if quantize == "int8":
+        to_int8_model(model)  # as load_text2semantic(quantize="int8"): kernels chosen by measurement
+    elif quantize == "int4":
+        quantize_int4(model)
     model.use_column_major_weights()  # as SemanticGenerator does on CPU
     return model
 
 
 def bytes_per_token(model) -> int:
-    """Weights read to produce one column: slow stack + head once, fast stack + head once per codebook."""
-    size = model.embeddings.weight.element_size()
-    slow = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("fast_") and n != "embeddings.weight")
-    fast = sum(p.numel() for n, p in model.named_parameters() if n.startswith("fast_") and n != "fast_embeddings.weight")
-    return (slow + model.config.num_codebooks * fast) * size
+    """Weights read to produce one column, as stored (int8: 1 byte each): slow stack + head once,
+    fast stack + head once per codebook (embedding tables excluded: one row each)."""
+    sd = model.state_dict()
+    nbytes = {n: t.numel() * t.element_size() for n, t in sd.items() if not n.endswith("embeddings.weight")}
+    slow = sum(b for n, b in nbytes.items() if not n.startswith("fast_"))
+    fast = sum(b for n, b in nbytes.items() if n.startswith("fast_"))
+    return slow + model.config.num_codebooks * fast
 
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (with one thread: robust to other processes)
@@ -131,7 +138,7 @@ def main() -> None:
         if name == "bf16" and not torch.backends.mkldnn.is_available():
             continue
         dtype = DTYPES[name]
-        model = random_model(args.preset, dtype, max_seq_len=2048)
+        model = random_model(args.preset, dtype, max_seq_len=2048, quantize=name if name.startswith("int") else None)
         prompt = prompt_grid(model, args.prompt_frames)
         t = prompt.size(1)
         nbytes = bytes_per_token(model)
@@ -141,8 +148,8 @@ def main() -> None:
         model.setup_caches(1, t + args.tokens + 2)
         with torch.inference_mode():
             pre = best_time(lambda: model.forward_generate(prompt[None], torch.arange(t)), args.repeats)
-        slow_params = sum(p.numel() for n, p in model.named_parameters()
-                          if not n.startswith("fast_") and n != "embeddings.weight")
+        slow_params = sum(p.numel() for n, p in model.state_dict().items()
+                          if n.endswith(".weight") and not n.startswith("fast_") and n != "embeddings.weight")
         pre_flops = 2 * slow_params * t / pre
         row = dict(preset=args.preset, dtype=name, clock=args.clock, threads=torch.get_num_threads(),
                    decode_threads=decode_threads,

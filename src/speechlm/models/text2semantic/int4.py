@@ -36,9 +36,9 @@ def dequantize_int4(q: Tensor, scales: Tensor, zeros: Tensor, groupsize: int) ->
     return (g * scales.reshape(-1, 1).float() + zeros.reshape(-1, 1).float()).reshape(q.shape)
 
 
-def int4_supported(in_features: int, groupsize: int) -> bool:
-    """The packed kernels need whole groups and whole K tiles."""
-    return in_features % groupsize == 0 and in_features % (INNER_K_TILES * 16) == 0
+def int4_supported(in_features: int, out_features: int, groupsize: int) -> bool:
+    """The packed kernels need whole groups, whole K tiles and rows in multiples of 16 (other layers stay float)."""
+    return in_features % groupsize == 0 and in_features % (INNER_K_TILES * 16) == 0 and out_features % 16 == 0
 
 
 class Int4Linear(nn.Module):

@@ -166,7 +166,7 @@ def quantize_int4(model: nn.Module, groupsize: int = 128) -> int:
     if groupsize not in INT4_GROUPSIZES:
         raise InputError(f"groupsize={groupsize} is not one of {', '.join(map(str, INT4_GROUPSIZES))}",
                          "use groupsize=128", field="groupsize")
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and int4_supported(m.in_features, groupsize)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and int4_supported(m.in_features, m.out_features, groupsize)]
     if not linears:
         raise InputError(f"no linear layer of this model fits int4 groupsize {groupsize}", "use quantize=int8",
                          field="quantize")
@@ -185,7 +185,7 @@ def quantize_int4(model: nn.Module, groupsize: int = 128) -> int:
 
     def factory(m: nn.Linear) -> nn.Module:
         nonlocal swapped
-        if not int4_supported(m.in_features, groupsize):
+        if not int4_supported(m.in_features, m.out_features, groupsize):
             return m
         swapped += 1
         return Int4Linear(m, groupsize)
