@@ -7,7 +7,11 @@ with an fp32 matrix-vector product over the same number of bytes. Prefill (a ~10
 plus text) is compared with the FLOP/s of a large fp32 matrix multiply.
 
     .venv/bin/python benchmarks/generate.py --preset dual_ar_2_codebook_small
-    .venv/bin/python benchmarks/generate.py --preset dual_ar_2_codebook_medium --dtypes fp32,bf16
+    .venv/bin/python benchmarks/generate.py --preset dual_ar_2_codebook_medium --dtypes fp32,bf16,int8
+
+``--reference DIR`` (a local fish-speech v1.1.2 checkout the user fetched) instead builds the original's
+model at the same size with the same weights and times its decode loop beside ours in the same process,
+alternating rounds (eager, fp32 and int8), and prints the ratio.
 """
 
 from __future__ import annotations
@@ -111,6 +115,57 @@ def measure_decode(model, prompt, tokens: int, step, repeats: int, threads: int 
     return tokens / max(full - one, 1e-9)
 
 
+def time_reference_pair(ours, ref_mod, ref_model, prompt, tokens: int, rounds: int, threads) -> tuple[float, float]:
+    """Decode tokens/s of ours and of the original, alternating rounds; (N - 2) / (t(N) - t(2)) each, best of rounds."""
+    from reference_v112 import reference_decode
+
+    p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=0.7, repetition_penalty=1.5).items()}
+    kw = dict(eos_id=1, im_end_id=4, ignore_stop=True, decode_threads=threads, **p)
+    best = {"ours": 0.0, "v1.1.2": 0.0}
+    for _ in range(rounds):
+        for name in best:
+            if name == "ours":
+                run = lambda n: (generate_columns(ours, prompt, n, **kw).size(1))  # noqa: E731
+            else:
+                run = lambda n: reference_decode(ref_mod, ref_model, prompt, n)  # noqa: E731
+            t0 = CLOCK()
+            run(2)
+            t1 = CLOCK()
+            n = run(tokens)
+            t2 = CLOCK()
+            if n > 2:
+                best[name] = max(best[name], (n - 2) / max((t2 - t1) - (t1 - t0), 1e-9))
+    return best["ours"], best["v1.1.2"]
+
+
+def compare_with_reference(args) -> None:
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the original's decode loop draws a tqdm bar
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_v112 import load_reference, reference_model
+
+    ref = load_reference(args.reference)
+    cfg = compose_preset("text2semantic", args.preset, ["config.max_seq_len=2048"])
+    config = {k: v for k, v in dict(cfg.config).items() if k != "_target_"}
+    print("| preset | dtype | v1.1.2 tok/s | speechlm tok/s | ratio |\n|---|---|---|---|---|")
+    for name in args.dtypes.split(","):
+        if name not in ("fp32", "int8"):
+            continue
+        base = random_model(args.preset, torch.float32, 2048)
+        sd = {k: v.contiguous() for k, v in base.state_dict().items()}
+        del base
+        ref_model = reference_model(ref, config, sd, "int8" if name == "int8" else "fp32")
+        del sd
+        ours = random_model(args.preset, torch.float32, 2048, quantize=name if name == "int8" else None)
+        prompt = prompt_grid(ours, args.prompt_frames)
+        threads = args.decode_threads or torch.get_num_threads()
+        a, b = time_reference_pair(ours, ref, ref_model, prompt, args.tokens, args.repeats, threads)
+        print(f"| {args.preset} | {name} (v1.1.2: {'bf16 int8' if name == 'int8' else 'fp32'}) | {b:.2f} | {a:.2f} "
+              f"| {a / max(b, 1e-9):.2f}x |", flush=True)
+        del ref_model, ours
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="dual_ar_2_codebook_small")
@@ -125,12 +180,16 @@ def main() -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time with one thread everywhere (for a machine shared with other jobs)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="a local fish-speech v1.1.2 checkout: time its decode beside ours (same weights)")
     args = ap.parse_args()
     global CLOCK
     if args.clock == "cpu":
         CLOCK, args.threads, args.decode_threads = time.process_time, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reference:
+        return compare_with_reference(args)
     rows = []
     flops_bound = matmul_flops()
     decode_threads = args.decode_threads or auto_decode_threads(torch.device("cpu")) or torch.get_num_threads()
