@@ -65,20 +65,22 @@ def build(args):
 
     if args.size == "tiny":
         overrides = tiny_overrides(make_tiny_checkpoints(args.workdir / "tiny"), args.workdir / "cache")
-        overrides = [o for o in overrides if not o.startswith("max_new_tokens")]
+        overrides = [o for o in overrides if not o.startswith(("max_new_tokens", "device="))]
     else:
         paths = official_checkpoints(args.workdir / "official")
         overrides = [f"model/{slot}={name}" for slot, name in OFFICIAL.items()]
         overrides += [f"checkpoints.{slot}={quote(str(p))}" for slot, p in paths.items()]
-        overrides += ["device=cpu", f"cache_dir={quote(str(args.workdir / 'cache'))}"]
-    cfg = compose("infer", ["task=tts", "text=hello", f"decoder={args.decoder}", f"compile={args.compile}"] + overrides
+        overrides += [f"cache_dir={quote(str(args.workdir / 'cache'))}"]
+    cfg = compose("infer", ["task=tts", "text=hello", f"decoder={args.decoder}", f"compile={args.compile}",
+                           f"device={args.device}"] + overrides
                   + ([f"quantize={args.quantize}"] if args.quantize else []))
     t0 = time.perf_counter()
     tts = TTS.from_config(cfg)
     if args.quantize and not any("Int" in type(m).__name__ for m in tts.generator.model.modules()):
         # until the pipeline passes cfg.quantize to the loader: build the generator with it here
         tts.generator = SemanticGenerator.from_config(cfg.model.text2semantic, cfg.checkpoints.text2semantic,
-                                                      device="cpu", quantize=args.quantize, compile=args.compile)
+                                                      device=tts.device, dtype=tts.dtype, quantize=args.quantize,
+                                                      compile=args.compile)
     return tts, time.perf_counter() - t0
 
 
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--text", default=TEXT)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/speechlm-e2e"))
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

@@ -153,12 +153,12 @@ def prepare_int8(model: nn.Module) -> dict[str, int]:
 
 
 @torch.no_grad()
-def quantize_int4(model: nn.Module, groupsize: int = 128) -> int:
+def quantize_int4(model: nn.Module, groupsize: int = 128, check_speed: bool = True) -> int:
     """Swap every ``nn.Linear`` whose size the int4 kernels take for an :class:`~.int4.Int4Linear`.
 
     On CPU the int4 kernel is first timed against the int8 one on the model's largest linear layer;
     if it is not faster there, nothing is changed and an InputError says so (measured, not assumed).
-    Returns the number of layers swapped.
+    ``check_speed=False`` skips that (quality measurements). Returns the number of layers swapped.
     """
     from speechlm.errors import InputError
     from speechlm.models.text2semantic.int4 import Int4Linear, int4_speed_ratio, int4_supported
@@ -170,7 +170,7 @@ def quantize_int4(model: nn.Module, groupsize: int = 128) -> int:
     if not linears:
         raise InputError(f"no linear layer of this model fits int4 groupsize {groupsize}", "use quantize=int8",
                          field="quantize")
-    if linears[0].weight.device.type == "cpu":
+    if check_speed and linears[0].weight.device.type == "cpu":
         big = max(linears, key=lambda m: m.weight.numel())
         q, s = quantize_per_channel_int8(big.weight.to(torch.bfloat16))
         ref = Int8Linear(big.in_features, big.out_features)
