@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--text", default=TEXT)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/speechlm-e2e"))
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--stop-rule", action="store_true",
+                    help="keep the EOS stop rule (default: off, each segment generates --max-new-tokens columns)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -102,6 +104,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from speechlm.audio.io import save_audio
 
+    if not args.stop_rule:
+        # random weights emit EOS at random steps: without this every run would time a different length
+        import speechlm.stages.token_loop as token_loop
+
+        token_loop._is_stop = lambda *a, **k: False
     tts, load_s = build(args)
     ref = save_audio(args.workdir / f"reference-{args.reference_seconds:g}s.wav",
                      speechlike(args.reference_seconds).numpy(), SR)

@@ -121,7 +121,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8pack": 1, "fbgemm": 1}
+BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8pack": 1, "fbgemm": 1, "row": 4, "column": 4}
 _POOL: dict[str, Tensor] = {}
 
 
@@ -133,7 +133,7 @@ def _pool(device: torch.device) -> Tensor:
     return _POOL[device.type]
 
 
-def _states(name: str, out_f: int, in_f: int, device: torch.device) -> list:
+def _states(name: str, out_f: int, in_f: int, device: torch.device, table: dict | None = None) -> list:
     """Prepared copies of kernel ``name`` for an (out_f, in_f) weight, ``STREAM_BYTES`` of them in all."""
     n = out_f * in_f
     pool = _pool(device)
@@ -142,12 +142,13 @@ def _states(name: str, out_f: int, in_f: int, device: torch.device) -> list:
     cap = SMALL_COPIES if nbytes < SMALL_BYTES else MAX_COPIES
     copies = max(1, min(math.ceil(STREAM_BYTES / nbytes), pool.numel() // n, cap))
     s = torch.full((out_f,), 1e-3, device=device)
-    return [KERNELS[name].prepare(pool[i * n:(i + 1) * n].view(out_f, in_f), s) for i in range(copies)]
+    table = table or KERNELS
+    return [table[name].prepare(pool[i * n:(i + 1) * n].view(out_f, in_f), s) for i in range(copies)]
 
 
-def _pass_time(name: str, states: list, x: Tensor) -> float:
+def _pass_time(name: str, states: list, x: Tensor, table: dict | None = None) -> float:
     """Seconds per call over one pass through ``states`` (weights streamed from memory, not cache)."""
-    run = KERNELS[name].run
+    run = (table or KERNELS)[name].run
     _sync(x.device)
     t0 = time.perf_counter()
     for st in states:
@@ -201,3 +202,30 @@ def measured_times() -> dict[tuple, dict[str, float]]:
 def chosen_kernels() -> dict[tuple, str]:
     """What :func:`choose_kernel` picked so far in this process: (shape, device, threads, names) → kernel."""
     return dict(_CACHE)
+
+
+# Float (unquantized) linears: the same values stored row-major (``F.linear(x, W)``) or transposed
+# (``x @ Wt`` with ``Wt`` contiguous): which streams faster at batch 1 depends on the CPU's BLAS.
+LAYOUTS: dict[str, Kernel] = {
+    "row": Kernel(lambda q, s: q.float().contiguous(), lambda x, w: F.linear(x, w)),
+    "column": Kernel(lambda q, s: q.float().t().contiguous(), lambda x, wt: x @ wt),
+}
+
+
+def choose_float_layout(weight: Tensor, rounds: int = 3) -> str:
+    """``"row"`` or ``"column"``: the faster memory layout for a float32 linear weight of this shape (cached)."""
+    device = weight.device
+    key = ("layout", tuple(weight.shape), device.type, torch.get_num_threads())
+    if key in _CACHE:
+        return _CACHE[key]
+    states = {n: _states(n, weight.size(0), weight.size(1), device, LAYOUTS) for n in LAYOUTS}
+    x = torch.randn(1, weight.size(1), device=device)
+    times = {n: math.inf for n in LAYOUTS}
+    for n in LAYOUTS:
+        _pass_time(n, states[n], x, LAYOUTS)
+    for _ in range(rounds):
+        for n in LAYOUTS:
+            times[n] = min(times[n], _pass_time(n, states[n], x, LAYOUTS))
+    best = min(times, key=times.get)
+    _CACHE[key], _TIMES[key] = best, times
+    return best

@@ -235,14 +235,18 @@ class BaseTransformer(nn.Module):
         strides (1, in)) and fuse each w1/w3 pair into one matrix.
 
         A batch-1 step is a chain of matrix-vector products; ``x @ Wᵀ`` with Wᵀ contiguous streams
-        memory ~10-15 % faster than with row-major W, and one wide matmul beats two (measured, see
-        experiments/generation_speed). State-dict keys, shapes and values are unchanged.
+        memory ~10-15 % faster than with row-major W on the CPUs measured, and one wide matmul beats two
+        (see experiments/generation_speed); float32 layouts are re-measured per shape on the running
+        machine (``kernels.choose_float_layout``). State-dict keys, shapes and values are unchanged.
         """
         for m in self.modules():
             if isinstance(m, FeedForward) and m.w13t is None and isinstance(m.w1, nn.Linear):
                 m.fuse_gate_up()
+        from speechlm.models.text2semantic.kernels import choose_float_layout
+
         for m in self.modules():
-            if isinstance(m, nn.Linear) and m.weight.is_contiguous():
+            if isinstance(m, nn.Linear) and m.weight.is_contiguous() and (
+                    m.weight.dtype != torch.float32 or choose_float_layout(m.weight) == "column"):
                 m.weight = nn.Parameter(m.weight.t().contiguous().t(), requires_grad=False)
 
     def clear_caches(self) -> None:
