@@ -95,7 +95,7 @@ def _decode_rate(model, prompt, tokens, step, repeats=2):
     return best
 
 
-@section("decode (medium, random weights)")
+@section("decode (random weights)")
 def decode(device, args):
     from generate import prompt_grid, random_model
     from speechlm.models.text2semantic.quantize import quantize_int4, to_int8_model

@@ -34,7 +34,7 @@ step() {  # step <seconds> <title> <command...>
     "$PY" -m pytest -q -x -p no:cacheprovider tests/parity/test_int8_parity.py tests/parity/test_text2semantic_parity.py
   step 60 "parity on $DEV (bf16 tolerances)" "$PY" benchmarks/device_check.py --device $DEV --sections parity
   if [ $DEV = cuda ]; then
-    step 240 "decode medium on $DEV: $MODES" "$PY" benchmarks/device_check.py --device $DEV --sections decode \
+    step 300 "decode medium on $DEV: $MODES" "$PY" benchmarks/device_check.py --device $DEV --sections decode \
       --modes $MODES --tokens $TOKENS
   else
     step 240 "decode tiny on cpu: $MODES" "$PY" benchmarks/device_check.py --device cpu --sections decode \
