@@ -94,8 +94,9 @@ class SemanticGenerator:
 
     @classmethod
     def from_config(cls, model_cfg, checkpoint_path, *, device="cpu", dtype=torch.float32,
-                    compile: bool = False) -> "SemanticGenerator":
-        model = load_text2semantic(model_cfg, checkpoint_path, device=device, dtype=dtype)
+                    compile: bool = False, quantize: str | None = None) -> "SemanticGenerator":
+        """``quantize``: None (as stored; an int8 file stays int8) | ``int8`` | ``int4`` (see ``load_text2semantic``)."""
+        model = load_text2semantic(model_cfg, checkpoint_path, device=device, dtype=dtype, quantize=quantize)
         return cls(model, compile=compile)
 
     def encode_prompts(self, prompt_texts: Sequence[str], prompt_tokens: Sequence, speaker: str | None):

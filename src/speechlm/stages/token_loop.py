@@ -66,15 +66,24 @@ def default_decode_step(model: BaseTransformer) -> DecodeStep:
     return decode_one_dual_ar if isinstance(model, DualARTransformer) else decode_one_naive
 
 
+def compile_options(device: torch.device) -> dict:
+    """``torch.compile`` options of the per-token step: on CUDA the whole step is one graph replayed as a
+    CUDA graph (``reduce-overhead``, ``fullgraph``, as v1.1.2); elsewhere static shapes only."""
+    if device.type == "cuda":
+        return dict(mode="reduce-overhead", fullgraph=True, dynamic=False)
+    return dict(dynamic=False)
+
+
 def compiled_decode_step(model: BaseTransformer) -> DecodeStep:
     """``torch.compile`` of the per-token step with static shapes (whole cache, masked).
 
     Sampling parameters and positions are tensors, so new values never recompile; ``kv_len`` is dropped.
     """
-    fn = torch.compile(default_decode_step(model), dynamic=False)
+    fn = torch.compile(default_decode_step(model), **compile_options(model.embeddings.weight.device))
 
     def step(model, x, input_pos, previous, temperature, top_p, repetition_penalty, kv_len=None):
-        return fn(model, x, input_pos, previous, temperature, top_p, repetition_penalty)
+        # a CUDA graph reuses its output buffer on the next replay: keep a copy of each column
+        return fn(model, x, input_pos, previous, temperature, top_p, repetition_penalty).clone()
 
     return step
 

@@ -132,6 +132,7 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(cfg.dim, cfg.intermediate_size, bias=False)
         self.w2 = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
         self.w13t: Tensor | None = None  # (dim, 2 * inter) fused gate/up weights, see fuse_gate_up()
+        self.gate_up = None  # inference: callable x -> cat(w1 x, w3 x), set by quantize.prepare_int8
 
     @torch.no_grad()
     def fuse_gate_up(self) -> None:
@@ -144,6 +145,9 @@ class FeedForward(nn.Module):
         self.w13t = fused
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.gate_up is not None and not torch.is_grad_enabled():
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            return self.w2(F.silu(gate) * up)
         if self.w13t is not None and not torch.is_grad_enabled():
             gate, up = (x @ self.w13t).chunk(2, dim=-1)
             return self.w2(F.silu(gate) * up)
@@ -227,14 +231,18 @@ class BaseTransformer(nn.Module):
         strides (1, in)) and fuse each w1/w3 pair into one matrix.
 
         A batch-1 step is a chain of matrix-vector products; ``x @ Wᵀ`` with Wᵀ contiguous streams
-        memory ~10-15 % faster than with row-major W, and one wide matmul beats two (measured, see
-        experiments/generation_speed). State-dict keys, shapes and values are unchanged.
+        memory ~10-15 % faster than with row-major W on the CPUs measured, and one wide matmul beats two
+        (see experiments/generation_speed); float32 layouts are re-measured per shape on the running
+        machine (``kernels.choose_float_layout``). State-dict keys, shapes and values are unchanged.
         """
         for m in self.modules():
-            if isinstance(m, FeedForward) and m.w13t is None:
+            if isinstance(m, FeedForward) and m.w13t is None and isinstance(m.w1, nn.Linear):
                 m.fuse_gate_up()
+        from speechlm.models.text2semantic.kernels import choose_float_layout
+
         for m in self.modules():
-            if isinstance(m, nn.Linear) and m.weight.is_contiguous():
+            if isinstance(m, nn.Linear) and m.weight.is_contiguous() and (
+                    m.weight.dtype != torch.float32 or choose_float_layout(m.weight) == "column"):
                 m.weight = nn.Parameter(m.weight.t().contiguous().t(), requires_grad=False)
 
     def clear_caches(self) -> None:

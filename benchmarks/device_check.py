@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Parity and speed on one device (CUDA if present, else CPU): the Python half of ``gpu_check.sh``.
+
+Sections (each prints one line per result, or ``SKIP``/``FAIL`` with the reason, and never stops the rest):
+``parity``  the tiny fixtures on the device: fp32 (TF32 off) at 1e-3, bf16 and the original's bf16 int8 at 5e-2;
+``decode``  medium decode tokens/s with random weights: eager, compiled (CUDA graphs on CUDA), int8, int4;
+``vocoders`` VITS and Firefly real-time factor at the official sizes (random weights), peak GPU memory.
+
+    python benchmarks/device_check.py --sections parity,decode,vocoders [--device cuda] [--tokens 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def section(name):
+    def wrap(fn):
+        def run(*a, **k):
+            print(f"\n## {name}", flush=True)
+            try:
+                fn(*a, **k)
+            except Exception as e:  # report and continue: the script must finish on any machine
+                print(f"FAIL {name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                traceback.print_exc(limit=2, file=sys.stdout)
+        return run
+    return wrap
+
+
+@section("parity (tiny fixtures on the device)")
+def parity(device, args):
+    from omegaconf import OmegaConf
+
+    from speechlm.models.text2semantic.loading import load_text2semantic
+
+    tiny = Path(os.environ.get("SPEECHLM_REFERENCE", "../shared/reference")) / "text2semantic" / "tiny"
+    if not (tiny / "config.json").is_file():
+        print(f"SKIP parity: no fixtures at {tiny} (set SPEECHLM_REFERENCE)")
+        return
+    conf = json.loads((tiny / "config.json").read_text())
+    cfg = OmegaConf.create({"_target_": f"speechlm.models.text2semantic.llama.{conf['model_class']}",
+                            "config": {"_target_": "speechlm.models.text2semantic.config.ModelArgs",
+                                       **conf["constructor_kwargs"]}})
+    g = dict(np.load(tiny / "tiny-goldens.npz"))
+    g8 = dict(np.load(tiny / "tiny-int8-goldens.npz"))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    inp = torch.from_numpy(g["a_input"]).long().to(device)
+    cases = [("fp32", conf["checkpoint"], torch.float32, None, g["a_token_logits"], 1e-3),
+             ("bf16", conf["checkpoint"], torch.bfloat16, None, g["a_token_logits"], 5e-2),
+             ("int8 file, bf16 (original runtime)", "tiny.int8.pth", torch.bfloat16, None,
+              g8["int8_bf16_token_logits"], 5e-2),
+             ("quantize=int8, bf16", conf["checkpoint"], torch.bfloat16, "int8", g8["int8_bf16_token_logits"], 5e-2)]
+    for name, file, dtype, quantize, gold, tol in cases:
+        model = load_text2semantic(cfg, tiny / file, device=device, dtype=dtype, quantize=quantize)
+        with torch.inference_mode():
+            out = model(inp).token_logits.float().cpu()
+        err = float((out - torch.from_numpy(gold)).abs().max())
+        print(f"{'PASS' if err <= tol else 'FAIL'} {name}: max |logits - golden| = {err:.2e} (tolerance {tol:g})")
+
+
+def _decode_rate(model, prompt, tokens, step, repeats=2):
+    from speechlm.stages.token_loop import generate_columns
+
+    p = {k: torch.tensor(v, device=prompt.device) for k, v in dict(temperature=0.7, top_p=0.7,
+                                                                     repetition_penalty=1.5).items()}
+    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, **p)
+    best = 0.0
+    for _ in range(repeats):
+        _sync(prompt.device)
+        t0 = time.perf_counter()
+        generate_columns(model, prompt, 2, **kw)
+        _sync(prompt.device)
+        t1 = time.perf_counter()
+        generate_columns(model, prompt, tokens + 2, **kw)
+        _sync(prompt.device)
+        t2 = time.perf_counter()
+        best = max(best, tokens / max((t2 - t1) - (t1 - t0), 1e-9))
+    return best
+
+
+@section("decode (random weights)")
+def decode(device, args):
+    from generate import prompt_grid, random_model
+    from speechlm.models.text2semantic.quantize import quantize_int4, to_int8_model
+    from speechlm.stages.token_loop import compiled_decode_step, default_decode_step
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for mode in args.modes.split(","):
+        try:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            model = random_model(args.preset, torch.float32, 2048).to(device=device, dtype=dtype)
+            if mode == "int8":
+                to_int8_model(model)
+            elif mode == "int4":
+                quantize_int4(model, 128)
+            prompt = prompt_grid(model, 215).to(device)
+            t0 = time.perf_counter()
+            step = compiled_decode_step(model) if mode != "eager" else default_decode_step(model)
+            if mode != "eager":
+                _decode_rate(model, prompt, 4, step, 1)  # compile + warm-up (CUDA graph capture)
+            warm = time.perf_counter() - t0
+            rate = _decode_rate(model, prompt, args.tokens, step)
+            mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+            print(f"{args.preset} {mode:8s} {str(dtype).replace('torch.', '')}: {rate:7.1f} tokens/s "
+                  f"(compile/warm-up {warm:.0f} s, peak GPU memory {mem:.2f} GiB)", flush=True)
+            del model
+        except Exception as e:
+            print(f"FAIL decode {mode}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+
+
+@section("vocoders (official sizes, random weights)")
+def vocoders(device, args):
+    from e2e import official_checkpoints
+    from speechlm.config import compose
+    from speechlm.stages.codec import VQGANCodec
+    from speechlm.stages.decode import VITSSynthesizer
+
+    paths = official_checkpoints(Path(args.workdir) / "official")
+    cfg = compose("infer", ["model/vqgan=group_fsq_2x1024", "model/firefly=firefly_gan_base",
+                            "model/vits=vits_decoder_v1_1"])
+    frames = int(args.seconds * 44100 / 2048)
+    codes = torch.randint(0, 1024, (2, frames))
+    vits = VITSSynthesizer.from_config(cfg.model.vits, paths["vits"], device=device)
+    codec = VQGANCodec.from_config(cfg.model.vqgan, paths["vqgan"], cfg.model.firefly, paths["firefly"],
+                                   device=device)
+    text = "a sentence long enough for ten seconds of speech, read at an ordinary pace by the speaker"
+    for name, fn in [("VITS decode", lambda: vits.decode(codes, text)), ("VQGAN decode + Firefly", lambda: codec.decode(codes))]:
+        fn()
+        _sync(device)
+        t0 = time.perf_counter()
+        audio = fn()
+        _sync(device)
+        wall = time.perf_counter() - t0
+        seconds = audio.shape[-1] / 44100
+        print(f"{name}: {seconds:.1f} s of audio in {wall:.3f} s = RTF {wall / seconds:.4f} ({seconds / wall:.0f}x real time)")
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--sections", default="parity,decode,vocoders")
+    ap.add_argument("--preset", default="dual_ar_2_codebook_medium")
+    ap.add_argument("--modes", default="eager,compiled,int8,int4")
+    ap.add_argument("--tokens", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--workdir", default="/tmp/speechlm-e2e")
+    args = ap.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'no CUDA'}), "
+          f"torch {torch.__version__}")
+    for name in args.sections.split(","):
+        {"parity": parity, "decode": decode, "vocoders": vocoders}[name](device, args)
+
+
+if __name__ == "__main__":
+    main()
