@@ -87,7 +87,8 @@ def _init_weights(cfg: DictConfig, lit) -> None:
     log.info("initialised from %s", path)
 
 
-def run(cfg: DictConfig) -> None:
+def fit(cfg: DictConfig):
+    """Build the LightningModule, data and trainer of ``cfg`` and fit; returns ``(trainer, lit)``."""
     seed_everything(cfg.get("seed"))
     ensure_writable_dir(cfg.output_dir, "output_dir")
     if cfg.get("lit") is None or cfg.get("data") is None:
@@ -103,3 +104,8 @@ def run(cfg: DictConfig) -> None:
         log.info("config:\n%s", OmegaConf.to_yaml(cfg.lit))
         log.info("resuming from %s" if ckpt_path else "starting a new run in %s", ckpt_path or cfg.output_dir)
     trainer.fit(lit, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, lit
+
+
+def run(cfg: DictConfig) -> None:
+    fit(cfg)

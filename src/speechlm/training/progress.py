@@ -4,7 +4,8 @@ What it adds to Lightning's progress bar:
 
 * ``train/samples_per_s`` and, for token batches (``attention_masks``), ``train/tokens_per_s`` (non-padding
   positions), for audio batches (``audio_lengths``) ``train/audio_seconds_per_s``; all summed over the
-  ranks, measured between batch ends (so data loading counts) and sent to the logger and progress bar;
+  ranks, measured between batch ends (so data loading counts) and sent to the logger and progress bar,
+  with the learning rate of the first optimizer (``train/lr``);
 * every ``every_n_steps`` batches one log line with the step, the losses and the throughput, and after each
   validation one line with the ``val/*`` metrics (readable in a log file, where a progress bar is not);
 * when fitting ends, one line per rank with its batches, samples and a checksum of its trainable weights:
@@ -25,8 +26,13 @@ log = logging.getLogger("speechlm.train")
 
 
 def _fmt(metrics: dict, prefix: str) -> str:
-    return " ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items())
-                    if k.startswith(prefix) and torch.as_tensor(v).numel() == 1)
+    """``loss=1.23 top_5_accuracy=0.4`` of the scalar metrics under ``prefix`` (rates left out)."""
+    return " ".join(f"{k[len(prefix):]}={float(v):.4g}" for k, v in sorted(metrics.items())
+                    if k.startswith(prefix) and not k.endswith("_per_s") and torch.as_tensor(v).numel() == 1)
+
+
+def _rates(rates: dict) -> str:
+    return " ".join(f"{v:.1f} {k[len('train/'):-len('_per_s')].replace('_', ' ')}/s" for k, v in rates.items())
 
 
 def batch_counts(batch: dict, sample_rate: int) -> dict[str, float]:
@@ -57,9 +63,11 @@ class TrainingProgress(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._window = time.perf_counter(), {}
-        log.info("training %s on %d process(es) × %s %s, precision %s, max_steps %s",
-                 type(pl_module).__name__, trainer.world_size, trainer.num_devices,
-                 type(trainer.accelerator).__name__.replace("Accelerator", ""), trainer.precision, trainer.max_steps)
+        if trainer.is_global_zero:
+            log.info("training %s: %d process(es) on %s, precision %s, max_steps %s, gradient accumulation %d",
+                     type(pl_module).__name__, trainer.world_size,
+                     type(trainer.accelerator).__name__.replace("Accelerator", "").lower(), trainer.precision,
+                     trainer.max_steps, trainer.accumulate_grad_batches)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         counts = batch_counts(batch, int(getattr(pl_module.hparams, "sample_rate", MODEL_SAMPLE_RATE)))
@@ -74,9 +82,11 @@ class TrainingProgress(L.Callback):
         rates = {f"train/{k}_per_s": v / dt for k, v in self._window.items()}
         self._window = {}
         pl_module.log_dict(rates, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        pl_module.log("train/lr", lr, on_step=True, on_epoch=False, rank_zero_only=True)
         if trainer.is_global_zero:
-            log.info("step %d/%d %s | %s", trainer.global_step, trainer.max_steps,
-                     _fmt(trainer.callback_metrics, "train/"), _fmt(rates, "train/"))
+            log.info("step %d/%d %s | %s | lr %.3g", trainer.global_step, trainer.max_steps,
+                     _fmt(trainer.callback_metrics, "train/"), _rates(rates), lr)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
