@@ -62,12 +62,16 @@ class TrainingProgress(L.Callback):
         self.samples = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0, self._window = time.perf_counter(), {}
+        self._t0, self._window = None, {}
         if trainer.is_global_zero:
             log.info("training %s: %d process(es) on %s, precision %s, max_steps %s, gradient accumulation %d",
                      type(pl_module).__name__, trainer.world_size,
                      type(trainer.accelerator).__name__.replace("Accelerator", "").lower(), trainer.precision,
                      trainer.max_steps, trainer.accumulate_grad_batches)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int):
+        if self._t0 is None:  # the first window starts at the first batch, not before the sanity check
+            self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         counts = batch_counts(batch, int(getattr(pl_module.hparams, "sample_rate", MODEL_SAMPLE_RATE)))
@@ -85,8 +89,8 @@ class TrainingProgress(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         pl_module.log("train/lr", lr, on_step=True, on_epoch=False, rank_zero_only=True)
         if trainer.is_global_zero:
-            log.info("step %d/%d %s | %s | lr %.3g", trainer.global_step, trainer.max_steps,
-                     _fmt(trainer.callback_metrics, "train/"), _rates(rates), lr)
+            log.info("step %d/%d %s | %s", trainer.global_step, trainer.max_steps,
+                     _fmt(trainer.callback_metrics, "train/"), _rates(rates))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
