@@ -1,0 +1,1 @@
+"""Training helpers shared by every LightningModule: learning-rate schedules and progress callbacks."""
