@@ -221,6 +221,10 @@ def _mapped(t: Translation, args: _Args, flag: str, inline: str | None) -> None:
 
 def _key_value(t: Translation, raw: str) -> None:
     key, _, v = raw.partition("=")
+    if key == "trainer.strategy.process_group_backend":  # finetune.md's note for Windows (no NCCL)
+        t.overrides.append(f"++trainer.strategy={{_target_:lightning.pytorch.strategies.DDPStrategy,"
+                           f"process_group_backend:{v}}}")
+        return
     if key in ORIGINAL_KEYS:
         key = ORIGINAL_KEYS[key]
         v = lora_value(v) if key == "lit.lora_config" else v
