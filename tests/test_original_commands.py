@@ -332,3 +332,16 @@ def test_training_fragments():
 
     strategy = instantiate(cfg.trainer.strategy)
     assert type(strategy).__name__ == "DDPStrategy" and strategy._process_group_backend == "gloo"
+
+
+def test_script_table_and_console_script():
+    import tomllib
+
+    from speechlm.flags import SCRIPT_TASKS
+
+    for script, prefix in SCRIPTS.items():  # the tasks used here are the ones flags.SCRIPT_TASKS documents
+        documented = SCRIPT_TASKS[script.replace("tools.", "tools/") + (".py" if script.startswith("tools.") else "")]
+        assert all(p in documented for p in prefix), (script, documented)
+    root = Path(__file__).resolve().parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["speechlm"] == "speechlm.cli:infer_main"  # `speechlm <flags>` = `python infer.py <flags>`
