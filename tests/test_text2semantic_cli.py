@@ -77,6 +77,20 @@ def test_original_flags(ckpt, codes, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["codes_0.npy", "codes_1.npy"]
 
 
+def test_generate_py_flags_of_v1_1_2(ckpt, tmp_path):
+    """The rest of generate.py's click options: --llama-config-name/--config-name, --tokenizer, --no-half,
+    --no-compile, --no-iterative-prompt, --max-length, and --max-text-length 0 (= no limit)."""
+    text = "word " * 2001  # 10005 characters: over the default max_text_length of 10000
+    argv = ["--text", text, "--checkpoint-path", str(ckpt), "--llama-config-name", "tiny", "--tokenizer",
+            "fishaudio/fish-speech-1", "--no-half", "--no-compile", "--no-iterative-prompt", "--max-length", "12288",
+            "--max-text-length", "0", "--max-new-tokens", "4", "--output-dir", str(tmp_path / "o"), "-d", "cpu"]
+    overrides, _, _ = translate_args(argv)
+    assert {"half=false", "compile=false", "iterative_prompt=false", "max_text_length=0",
+            "model.text2semantic.config.max_seq_len=12288", "model/text2semantic=tiny", "device=cpu"} <= set(overrides)
+    assert main(argv) == 0
+    assert np.load(tmp_path / "o" / "codes_0.npy").shape[0] == 2
+
+
 def _err(capsys, argv) -> str:
     code = main(argv)
     err = capsys.readouterr().err.strip()

@@ -100,6 +100,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           choices=("vits", "vqgan")),
     Param("noise_scale", "float", 0.5, "VITS prior noise (0 = the deterministic mean)", 0.0, 10.0, step=0.05),
     Param("normalize", "bool", True, "NFKC + accent folding before the original's text cleaning"),
+    Param("speed", "float", 1.0, "speaking rate of the output (2 = twice as fast, 0.5 = half); pitch kept "
+          "(Rubber Band time stretching)", 0.25, 4.0, step=0.05),
 ]}
 
 # Pipeline limits (per process, not per request). 0 = no limit for max_text_length.
