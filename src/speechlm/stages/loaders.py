@@ -30,7 +30,7 @@ def load_generator(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
     path = checkpoint_path(cfg, "text2semantic")
     log.info("text2semantic: %s on %s (%s)", path, device, str(dtype).replace("torch.", ""))
     return SemanticGenerator.from_config(cfg.model.text2semantic, path, device=device, dtype=dtype,
-                                         compile=bool(cfg.compile))
+                                         compile=bool(cfg.compile), quantize=cfg.quantize)
 
 
 def load_codec(cfg: DictConfig, device: torch.device, *, vocoder: bool = False):
