@@ -143,7 +143,7 @@ def to_argv(command: str, paths: dict[str, str]) -> tuple[list[str], str]:
 
 
 def tiny_tail(ckpts: dict[str, Path], train: bool = False, sampling: bool = False) -> list[str]:
-    out = [f"model/{a}=tiny" for a in ("vqgan", "firefly", "vits")] + ["device=cpu"]
+    out = [f"model/{a}=tiny" for a in ("vqgan", "firefly", "vits")] + ([] if train else ["device=cpu"])
     out += [f"checkpoints.{s}={quote(str(p))}" for s, p in ckpts.items()]
     return out + (QUIET_TRAIN if train else ["log_level=WARNING"]) + (["max_new_tokens=16"] if sampling else [])
 
