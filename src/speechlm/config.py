@@ -28,9 +28,9 @@ def _compose(config_dir: Path, config_name: str, overrides: Sequence[str]) -> Di
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from speechlm.params import register_resolvers
+    from speechlm.params import register_config_groups
 
-    register_resolvers()
+    register_config_groups()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))

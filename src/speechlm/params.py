@@ -213,7 +213,7 @@ def markdown_table(names=tuple(PARAMS)) -> str:
 _registered = False
 
 
-def register_resolvers() -> None:
+def register_config_groups() -> None:
     """Register the ``params/<group>`` config groups with Hydra's ConfigStore (idempotent)."""
     global _registered
     if _registered:
