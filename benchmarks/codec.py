@@ -84,9 +84,13 @@ def build(area: str):
     return net, cfg
 
 
-def bench_codec_networks(seconds: float, repeats: int, bound: float, do_profile: bool = False) -> list[dict]:
+def bench_codec_networks(seconds: float, repeats: int, bound: float, do_profile: bool = False,
+                         precision: str = "fp32") -> list[dict]:
+    from speechlm.models.precision import PROBE_FRAMES, apply_precision
+
     vqgan, _ = build("vqgan")
     vocoder, _ = build("firefly")
+    chosen = apply_precision(vocoder, precision, (torch.randn(1, 128, PROBE_FRAMES),))
     audio = speechlike(seconds)[None, None]
     lengths = torch.tensor([audio.shape[-1]])
     with torch.inference_mode():
@@ -95,7 +99,7 @@ def bench_codec_networks(seconds: float, repeats: int, bound: float, do_profile:
     stages = {
         "VQGAN encode (mel + encoder + FSQ)": lambda: vqgan.encode(audio, lengths),
         "VQGAN decode (codes -> mel)": lambda: vqgan.decode(codes, feat),
-        "Firefly vocoder (mel -> wave)": lambda: vocoder(mel),
+        f"Firefly vocoder (mel -> wave, {precision} -> {str(chosen).removeprefix('torch.')})": lambda: vocoder(mel),
     }
     rows = []
     for name, fn in stages.items():
@@ -113,16 +117,22 @@ VITS_TEXT = ("This is a benchmark sentence for the VITS decoder, long enough to 
              "speech, spoken at a calm and steady pace by a cloned voice.")
 
 
-def bench_vits(seconds: float, repeats: int, bound: float) -> list[dict]:
+def bench_vits(seconds: float, repeats: int, bound: float, precision: str = "fp32") -> list[dict]:
     """VITS decode at the official size (random weights): codes + text + a cached reference -> waveform."""
     from torch.nn.utils.parametrize import is_parametrized, remove_parametrizations
 
+    from speechlm.models.precision import PROBE_FRAMES, apply_precision
+    from speechlm.models.weight_norm import remove_all_weight_norm
     from speechlm.stages.decode import VITSSynthesizer
 
     net, _ = build("vits")
+    remove_all_weight_norm(net)
     for m in net.modules():  # inference folds weight norm at load; do the same for the random weights
         if is_parametrized(m, "weight"):
             remove_parametrizations(m, "weight")
+    dec = net.eval().dec
+    chosen = apply_precision(dec, precision, (torch.randn(1, dec.conv_pre.in_channels, PROBE_FRAMES),
+                                              torch.randn(1, dec.cond.in_channels, 1)))
     synth = VITSSynthesizer(net)
     tokens = int(seconds * SR / synth.samples_per_code)
     codes = torch.randint(0, net.vq.n_codes, (net.vq.n_groups, tokens))
@@ -132,7 +142,8 @@ def bench_vits(seconds: float, repeats: int, bound: float) -> list[dict]:
     with torch.inference_mode():
         flops = count_flops(fn)
         m = measure(fn, repeats)
-    r = row("VITS decode (codes + text -> wave)", tokens * synth.samples_per_code / SR, flops, m, bound)
+    r = row(f"VITS decode (codes + text -> wave, dec {precision} -> {str(chosen).removeprefix('torch.')})",
+            tokens * synth.samples_per_code / SR, flops, m, bound)
     print(fmt_row(r), flush=True)
     return [r]
 
@@ -233,6 +244,8 @@ def main() -> None:
     p.add_argument("--no-vits", action="store_true")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler operator table per stage")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="compute precision of the vocoders (Firefly, VITS dec); see speechlm.models.precision")
     p.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -245,9 +258,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; fp32 matmul bound {bound[0] / 1e9:.1f} GFLOP/s; {args.seconds:g} s of audio")
     print(HEADER)
-    rows = bench_codec_networks(args.seconds, args.repeats, bound, args.profile)
+    rows = bench_codec_networks(args.seconds, args.repeats, bound, args.profile, args.precision)
     if not args.no_vits:
-        rows += bench_vits(args.seconds, args.repeats, bound)
+        rows += bench_vits(args.seconds, args.repeats, bound, args.precision)
     print(f"matmul bound re-measured after the run: {matmul_bound()[0] / 1e9:.1f} GFLOP/s; load average "
           f"{os.getloadavg()[0]:.1f}")
     mem = []

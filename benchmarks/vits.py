@@ -99,9 +99,14 @@ def random_official_synthesizer(folder: Path):
 
 
 def bench_vits(seconds: float = 10.0, repeats: int = 3, bound: float = 0.0, do_profile: bool = False,
-               baseline: bool = False) -> list[dict]:
+               baseline: bool = False, precision: str = "fp32") -> list[dict]:
+    from speechlm.models.precision import PROBE_FRAMES, apply_precision
+
     with tempfile.TemporaryDirectory() as tmp:
         synth = random_official_synthesizer(Path(tmp))
+    dec = synth.model.dec  # what load_vits(..., precision=) does
+    chosen = apply_precision(dec, precision, (torch.randn(1, dec.conv_pre.in_channels, PROBE_FRAMES),
+                                              torch.randn(1, dec.cond.in_channels, 1)))
     tokens = round(seconds * SR / synth.samples_per_code)
     codes = torch.randint(0, 1000, (2, tokens), generator=torch.Generator().manual_seed(0))
     ref = speechlike(5.0)
@@ -120,8 +125,8 @@ def bench_vits(seconds: float = 10.0, repeats: int = 3, bound: float = 0.0, do_p
     # seen in the run (conservative), and each round against its own bound.
     wall = min(w for w, _ in rounds)
     best_bound = max([bound] + [b for _, b in rounds])
-    r = row("VITS decode (codes + text + ref -> wave)", tokens * synth.samples_per_code / SR, wall, flops,
-            best_bound)
+    r = row(f"VITS decode (codes + text + ref -> wave, dec {precision} -> {str(chosen).removeprefix('torch.')})",
+            tokens * synth.samples_per_code / SR, wall, flops, best_bound)
     r["rounds"] = [{"wall_s": w, "bound_gflops": b / 1e9, "fraction_of_own_bound": flops / w / b} for w, b in rounds]
     print(fmt_row(r), flush=True)
     for i, x in enumerate(r["rounds"]):
@@ -149,13 +154,15 @@ def main() -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--baseline", action="store_true", help="also time the plain Conv1d HiFi-GAN path")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="compute precision of the HiFi-GAN dec; see speechlm.models.precision")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M')}")
     print("| stage | wall s | x real time | GFLOP | GFLOP/s | matmul bound GFLOP/s | of bound |")
     print("|---|---|---|---|---|---|---|")
-    rows = bench_vits(args.seconds, args.repeats, 0.0, args.profile, args.baseline)
+    rows = bench_vits(args.seconds, args.repeats, 0.0, args.profile, args.baseline, args.precision)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
