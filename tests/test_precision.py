@@ -3,6 +3,7 @@ and "auto" picks bf16 only on native-bf16 CPUs where the load-time probe measure
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,27 @@ def test_unknown_precision_refused_before_loading(tmp_path):
         load_firefly(compose_model_preset("firefly", "tiny"), tmp_path / "missing.ckpt", precision="fp16")
     with pytest.raises(InputError, match="precision"):
         load_vits(compose_model_preset("vits", "tiny"), tmp_path / "missing.ckpt", precision="int8")
+
+
+@pytest.mark.parametrize("decoder", ["vits", "vqgan"])
+def test_precision_config_key_reaches_the_vocoders(tmp_path, decoder):
+    """``precision=bf16`` in the infer config: the vocoder computes in bf16, the audio stays close to fp32."""
+    from speechlm.testing.tiny import build_tiny_tts
+
+    fp32 = build_tiny_tts(tmp_path / "a", ["precision=fp32"])
+    bf16 = build_tiny_tts(tmp_path / "b", ["precision=bf16"])
+    stage = (lambda t: t.decoder("vits").model.dec) if decoder == "vits" else (lambda t: t.decoder("vqgan").vocoder)
+    assert next(stage(fp32).parameters()).dtype == torch.float32
+    assert next(stage(bf16).parameters()).dtype == torch.bfloat16
+    a, _ = fp32.synthesize("Hello there.", decoder=decoder, seed=3, max_new_tokens=8)
+    b, _ = bf16.synthesize("Hello there.", decoder=decoder, seed=3, max_new_tokens=8)
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    err = float(np.sqrt(np.mean((a - b) ** 2)))
+    assert 0 < err <= 0.05 * max(float(np.sqrt(np.mean(a**2))), 1e-4)
+
+
+def test_precision_config_key_refused_in_one_line(tmp_path):
+    from speechlm.testing.tiny import build_tiny_tts
+
+    with pytest.raises(InputError, match="precision='fp16'"):
+        build_tiny_tts(tmp_path, ["precision=fp16"])  # preloads the decoder

@@ -62,14 +62,17 @@ class VQGANCodec:
     @classmethod
     def from_config(cls, vqgan_cfg, vqgan_path: str | os.PathLike, firefly_cfg=None,
                     firefly_path: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32, **windows) -> "VQGANCodec":
-        """Load ``model/vqgan`` from ``vqgan_path`` and, when given, ``model/firefly`` from ``firefly_path``."""
+                    dtype: torch.dtype = torch.float32, precision: str = "fp32", **windows) -> "VQGANCodec":
+        """Load ``model/vqgan`` from ``vqgan_path`` and, when given, ``model/firefly`` from ``firefly_path``.
+
+        ``precision`` is the Firefly vocoder's compute dtype (fp32 | bf16 | auto, :mod:`speechlm.models.precision`).
+        """
         vqgan = load_vqgan(vqgan_cfg, vqgan_path, device, dtype)
         vocoder = None
         if firefly_path is not None:
             if firefly_cfg is None:
                 raise InputError("a Firefly checkpoint was given without its model config", "pass model/firefly")
-            vocoder = load_firefly(firefly_cfg, firefly_path, device, dtype)
+            vocoder = load_firefly(firefly_cfg, firefly_path, device, dtype, precision=precision)
         return cls(vqgan, vocoder, **windows)
 
     @property

@@ -55,10 +55,14 @@ class VITSSynthesizer:
 
     @classmethod
     def from_config(cls, vits_cfg: Mapping, path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> "VITSSynthesizer":
-        """Build from the model config (``cfg.model.vits``) and a checkpoint path."""
+                    dtype: torch.dtype = torch.float32, precision: str = "fp32") -> "VITSSynthesizer":
+        """Build from the model config (``cfg.model.vits``) and a checkpoint path.
+
+        ``precision`` is the HiFi-GAN's compute dtype (fp32 | bf16 | auto, :mod:`speechlm.models.precision`).
+        """
         device = resolve_device(device) if isinstance(device, str) else device
-        return cls(load_vits(vits_cfg, path, device=device, dtype=dtype), device=device, dtype=dtype)
+        model = load_vits(vits_cfg, path, device=device, dtype=dtype, precision=precision)
+        return cls(model, device=device, dtype=dtype)
 
     @property
     def sample_rate(self) -> int:

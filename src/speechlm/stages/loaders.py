@@ -2,7 +2,9 @@
 
 Each takes the composed ``infer.yaml`` config (``model/<area>`` presets, ``checkpoints.<slot>``,
 ``checkpoint_dir``) and a device; :class:`speechlm.TTS` calls them lazily, and every task goes
-through ``TTS``. The codec and the decoders run in float32 (they are small next to text2semantic).
+through ``TTS``. The codec and the decoders run in float32 (they are small next to text2semantic); the
+vocoders inside them (VITS HiFi-GAN, Firefly) compute in the dtype ``precision`` asks for
+(:mod:`speechlm.models.precision`), casting at their boundary.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ log = logging.getLogger(__name__)
 def checkpoint_path(cfg: DictConfig, slot: str) -> Path:
     """The local file of ``checkpoints.<slot>`` (a path, a file in ``checkpoint_dir``, or the hub)."""
     return resolve_checkpoint(cfg.checkpoints[slot], slot, checkpoint_dir=cfg.checkpoint_dir)
+
+
+def vocoder_precision(cfg: DictConfig, device: torch.device) -> str:
+    """The ``precision`` the vocoders get: as configured, except ``auto`` on CUDA means bf16 (no probe needed)."""
+    precision = str(cfg.get("precision", "fp32") or "fp32")
+    if precision == "auto" and device.type == "cuda":
+        return "bf16"
+    return precision
 
 
 def load_generator(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
@@ -42,7 +52,8 @@ def load_codec(cfg: DictConfig, device: torch.device, *, vocoder: bool = False):
     if vocoder:
         ff_cfg, ff_path = cfg.model.firefly, checkpoint_path(cfg, "firefly")
     log.info("vqgan: %s%s on %s", vq_path, f", firefly: {ff_path}" if ff_path else "", device)
-    return VQGANCodec.from_config(cfg.model.vqgan, vq_path, ff_cfg, ff_path, device=device, dtype=torch.float32)
+    return VQGANCodec.from_config(cfg.model.vqgan, vq_path, ff_cfg, ff_path, device=device, dtype=torch.float32,
+                                  precision=vocoder_precision(cfg, device))
 
 
 def load_vits(cfg: DictConfig, device: torch.device):
@@ -51,4 +62,5 @@ def load_vits(cfg: DictConfig, device: torch.device):
 
     path = checkpoint_path(cfg, "vits")
     log.info("vits: %s on %s", path, device)
-    return VITSSynthesizer.from_config(cfg.model.vits, path, device=device, dtype=torch.float32)
+    return VITSSynthesizer.from_config(cfg.model.vits, path, device=device, dtype=torch.float32,
+                                       precision=vocoder_precision(cfg, device))
