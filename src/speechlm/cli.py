@@ -24,6 +24,8 @@ tasks: tts, generate, encode, decode, quantize, download, serve, webui, merge_lo
 training: speechlm-train experiment=<text2semantic_finetune|vits_finetune|vqgan_finetune|firefly_finetune> data.root=DIR
 examples:
   speechlm task=tts text="Hello there." reference=ref.wav reference_text="..." output=out.wav
+  speechlm task=tts text="Hello there." quantize=int8 precision=auto     # fastest on a CPU
+  speechlm task=quantize checkpoints.text2semantic=model.pth mode=int8  # writes model.int8.pth
   speechlm task=generate text="Hi" prompt_tokens=fake.npy num_samples=2
   speechlm task=encode input=ref.wav output=ref.npy
   speechlm task=decode input=codes_0.npy output=out.wav reference=ref.wav text="Hi"
