@@ -113,3 +113,15 @@ def test_precision_config_key_refused_in_one_line(tmp_path):
 
     with pytest.raises(InputError, match="precision='fp16'"):
         build_tiny_tts(tmp_path, ["precision=fp16"])  # preloads the decoder
+
+
+def test_vocoder_precision_auto_is_bf16_on_cuda_and_as_configured_elsewhere():
+    from omegaconf import OmegaConf
+
+    from speechlm.stages.loaders import vocoder_precision
+
+    cfg = lambda p: OmegaConf.create({"precision": p})  # noqa: E731
+    assert vocoder_precision(cfg("auto"), torch.device("cuda")) == "bf16"
+    assert vocoder_precision(cfg("auto"), torch.device("cpu")) == "auto"  # the probe decides on a CPU
+    assert vocoder_precision(cfg("fp32"), torch.device("cuda")) == "fp32"
+    assert vocoder_precision(OmegaConf.create({}), torch.device("cpu")) == "fp32"
