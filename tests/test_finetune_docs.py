@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,13 +146,20 @@ def make_raw(root: Path) -> Path:
     return root
 
 
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(block: Block, words: list[str], cwd: Path, tiny: dict[str, Path]) -> str:
     assert words[0] == "python", f"line {block.line}: commands start with python: {shlex.join(words)}"
     script, args = entry_point(words)
     args = with_overrides(tiny_args(script, args, tiny), block.add)
     env = {**os.environ, "COLUMNS": "240", "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    start, cpu = time.perf_counter(), _child_cpu()
     r = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
                        text=True, timeout=300)
+    print(f"{time.perf_counter() - start:6.1f} s wall {_child_cpu() - cpu:6.1f} s cpu  {shlex.join(words)[:90]}")
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"docs/finetune.md line {block.line}: {shlex.join(words)}\n{out[-3000:]}"
     return out
