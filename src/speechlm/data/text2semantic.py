@@ -5,10 +5,15 @@ is packed in the inference prompt layout (:func:`speechlm.text.prompt.encode_pro
 reference turn of the same speaker (conditioning only, no loss), then the target turn whose answer is
 ``<|semantic|>`` × L with the codes, ``<|im_end|>`` and ``<|end_of_sequence|>`` (codebooks EOS, EOS).
 The speaker name replaces ``assistant`` with probability ``use_speaker``, as in the reference.
+
+The train / validation split is the one ``task=prepare`` wrote (``root/train_filelist.txt`` and
+``root/val_filelist.txt``, one ``<speaker>/<name>.wav`` per line) when both files are there, otherwise a
+seeded ``val_fraction`` split of every pair under ``root`` (:func:`speechlm.data.split.split_train_val`).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +30,9 @@ from speechlm.text.prompt import CODEBOOK_EOS, CODEBOOK_PAD, encode_prompt
 from speechlm.text.tokenizer import build_tokenizer
 
 IGNORE = -100
+FILELISTS = ("train_filelist.txt", "val_filelist.txt")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +57,38 @@ def scan_folder(root: str | Path) -> list[Utterance]:
         raise InputError(f"no <name>.npy + <name>.lab pairs found under '{root}'",
                          "encode the audio with task=encode and write the transcript beside it")
     return items
+
+
+def _utterance(root: Path, rel: str, listed_in: Path) -> Utterance:
+    """The ``.npy`` + ``.lab`` pair of one filelist entry (``<speaker>/<name>.<any suffix>``)."""
+    stem = root / Path(rel).with_suffix("")
+    npy, lab = stem.with_suffix(".npy"), stem.with_suffix(".lab")
+    for path, fix in ((npy, "encode it (python infer.py task=encode input=<data folder> overwrite=false)"),
+                      (lab, "write its transcript beside it")):
+        if not path.is_file():
+            raise InputError(f"'{rel}' of {listed_in.name} has no {path.suffix} file ({path})",
+                             f"{fix}, or remove the line from {listed_in}", field="data.root")
+    speaker = npy.parent.name if npy.parent != root else None
+    return Utterance(npy, lab.read_text(encoding="utf-8").strip(), speaker)
+
+
+def read_filelists(root: str | Path) -> tuple[list[Utterance], list[Utterance]] | None:
+    """``(train, val)`` of ``root/train_filelist.txt`` + ``val_filelist.txt`` (task=prepare), or None
+    when either file is missing. An empty validation list falls back to the training items.
+
+    Raises:
+        InputError: an entry without its ``.npy`` or ``.lab``, or an empty training list.
+    """
+    root = Path(root)
+    paths = [root / name for name in FILELISTS]
+    if not all(p.is_file() for p in paths):
+        return None
+    train, val = ([_utterance(root, line.strip(), p) for line in p.read_text(encoding="utf-8").splitlines()
+                   if line.strip()] for p in paths)
+    if not train:
+        raise InputError(f"{paths[0]} lists no clip", "rerun task=prepare, or delete both filelists to split "
+                         "by data.val_fraction", field="data.root")
+    return train, val or train
 
 
 class SemanticPairs(Dataset):
@@ -118,17 +158,28 @@ class TextToSemanticData(FolderDataModule):
     """Args:
         root: the folder of ``<speaker>/<name>.{npy,lab}``.
         num_codebooks / codebook_size: from the model config (codes must be < codebook_size - 2).
-        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
+        val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`),
+            used when ``root`` has no filelists (or ``use_filelists`` is false).
+        use_filelists: take the split of ``root/train_filelist.txt`` + ``val_filelist.txt`` (task=prepare)
+            when both exist.
     """
 
     def __init__(self, root: str, num_codebooks: int = 2, codebook_size: int | None = None, batch_size: int = 8,
                  max_length: int = 2048, num_workers: int = 0, val_fraction: float = 0.05, use_speaker: float = 1.0,
-                 prompt_prob: float = 0.5, seed: int = 42):
+                 prompt_prob: float = 0.5, seed: int = 42, use_filelists: bool = True):
         super().__init__()
         self.save_hyperparameters()
 
     def scan(self) -> list[Utterance]:
         return scan_folder(self.hparams.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        listed = read_filelists(self.hparams.root) if self.hparams.use_filelists else None
+        if listed is None:
+            super().setup(stage)
+            return
+        log.info("data: %d train / %d val clips from %s", len(listed[0]), len(listed[1]), " + ".join(FILELISTS))
+        self.train_set, self.val_set = self.datasets(*listed)
 
     def datasets(self, train: list[Utterance], val: list[Utterance]) -> tuple[SemanticPairs, SemanticPairs]:
         h = self.hparams
