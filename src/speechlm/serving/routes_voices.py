@@ -106,12 +106,13 @@ async def update_reference(
     """Append clips, remove clips by index and/or set the speaker, in one atomic change."""
     _require_form(request)
     store = request.app.state.server.store
-    if not audio and not text and not remove and speaker is None:
+    set_speaker = "speaker" in await request.form()  # FastAPI reads an empty value as None: "" clears it
+    if not audio and not text and not remove and not set_speaker:
         raise InputError("the PATCH changes nothing", "send audio+text to add clips, remove=<index> or speaker",
                          field="body")
     clips = await _clips(store, audio or [], text or [], emotion) if (audio or text) else []
     voice = await run_in_threadpool(lambda: store.update(voice_id, add=clips, remove=remove or [], speaker=speaker,
-                                                         set_speaker=speaker is not None))
+                                                         set_speaker=set_speaker))
     added = list(range(len(voice.clips) - len(clips), len(voice.clips)))
     encoded = await _encode(request, voice, undo=lambda: store.update(voice_id, remove=added) if added else None)
     log.info("changed voice '%s' (%d clip(s))", voice.id, len(voice.clips))
