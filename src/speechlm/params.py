@@ -119,6 +119,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "decoding": ("decoder", "noise_scale"),
     "text": ("normalize",),
+    "output": ("speed",),
     "limits": ("max_text_length",),
     "reference": ("max_reference_seconds",),
     "cache": ("cache_dir",),
@@ -143,6 +144,7 @@ class SynthesisParams:
     decoder: str = PARAMS["decoder"].default
     noise_scale: float = PARAMS["noise_scale"].default
     normalize: bool = PARAMS["normalize"].default
+    speed: float = PARAMS["speed"].default
 
     @classmethod
     def make(cls, values: Mapping[str, Any] | None = None, **overrides: Any) -> "SynthesisParams":

@@ -10,6 +10,8 @@ Build it with :meth:`TTS.from_pretrained` in Python or :meth:`TTS.from_config` f
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import logging
 import threading
@@ -34,6 +36,22 @@ log = logging.getLogger(__name__)
 __all__ = ["TTS", "AudioChunk", "ProgressEvent", "SynthesisResult", "Reference", "GenerationCancelled"]
 
 SLOTS = ("text2semantic", "vqgan", "vits", "firefly")
+_PARAM_NAMES = frozenset(f.name for f in dataclasses.fields(SynthesisParams))
+
+
+def _speed_applied(stream: Callable[..., Iterator[AudioChunk]]) -> Callable[..., Iterator[AudioChunk]]:
+    """Wrap :meth:`TTS.stream` so that every chunk is time-stretched by the request's ``speed``.
+
+    The stream body stays unaware of speed; at 1.0 the chunks pass through untouched.
+    """
+
+    @functools.wraps(stream)
+    def wrapper(self: "TTS", text: str, *, params: SynthesisParams | None = None, **kwargs) -> Iterator[AudioChunk]:
+        speed = self._params(params, {k: v for k, v in kwargs.items() if k in _PARAM_NAMES}).speed
+        for chunk in stream(self, text, params=params, **kwargs):
+            yield chunk if speed == 1.0 else dataclasses.replace(chunk, audio=self._apply_speed(chunk.audio, speed))
+
+    return wrapper
 
 
 def _setting(cfg: DictConfig, key: str):
@@ -279,9 +297,17 @@ class TTS:
                     tokens += seg.num_tokens
                     if progress is not None:
                         progress(ProgressEvent(take, p.num_samples, seg.index, seg.num_segments, seg.num_tokens))
-                takes.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+                takes.append(self._apply_speed(np.concatenate(parts) if parts else np.zeros(0, np.float32), p.speed))
                 segments += len(parts)
         return self._result(takes, segments, tokens, time.perf_counter() - start)
+
+    def _apply_speed(self, wave: np.ndarray, speed: float) -> np.ndarray:
+        """``wave`` (N,) float32 played ``speed`` times as fast, pitch kept; 1.0 returns it unchanged."""
+        if speed == 1.0:
+            return wave
+        from speechlm.audio.speed import change_speed
+
+        return change_speed(wave, self.sample_rate, speed)
 
     def _result(self, takes: list[np.ndarray], segments: int, tokens: int, wall: float) -> SynthesisResult:
         audio_seconds = sum(len(t) for t in takes) / self.sample_rate
@@ -294,6 +320,7 @@ class TTS:
         return SynthesisResult(audio=takes[0], sample_rate=self.sample_rate, takes=takes, segments=segments,
                                tokens=tokens, wall_seconds=wall, audio_seconds=audio_seconds, rtf=rtf)
 
+    @_speed_applied
     def stream(self, text: str, *, params: SynthesisParams | None = None, reference=None, reference_audio=None,
                reference_text: str | None = None, should_stop: Callable[[], bool] | None = None,
                **overrides) -> Iterator[AudioChunk]:

@@ -128,6 +128,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     message = f"{field}: {details[0]['message']}"
     if first.get("type") == "missing":
         message = f"{field} is required"
+    elif first.get("type") == "extra_forbidden":  # a typo or a field of another API: never silently dropped
+        message = f"{field} is not a field of this request — remove it (the fields are listed at /)"
     return error_response(422, message, field, errors=details)
 
 

@@ -15,8 +15,8 @@ from speechlm.serving import formats
 from speechlm.serving.errors import error_responses
 from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
 from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
-from speechlm.serving.synthesis import (SpeechJob, StreamPiece, Synthesized, speakable_text, stream_job,
-                                        synthesize_job)
+from speechlm.serving.synthesis import (InlineClip, SpeechJob, StreamPiece, Synthesized, speakable_text,
+                                        stream_job, synthesize_job)
 from speechlm.serving.worker import Job
 
 log = logging.getLogger("speechlm.serving")
@@ -38,23 +38,22 @@ SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with 
                     **error_responses(*_ERRORS)}
 
 
-def _decode_reference(data: str, limit: int) -> bytes:
+def _decode_reference(data: str, limit: int, field: str = "reference_audio") -> bytes:
     if data.startswith("data:") and "," in data:  # tolerate a data: URL
         data = data.split(",", 1)[1]
     if len(data) * 3 // 4 > limit + 3:
-        raise InputError(f"reference_audio is larger than the limit of {limit} bytes", "send a shorter clip",
-                         field="reference_audio", status=413)
+        raise InputError(f"{field} is larger than the limit of {limit} bytes", "send a shorter clip",
+                         field=field, status=413)
     try:
         audio = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("reference_audio is not valid base64", "send the audio file's bytes base64-encoded",
-                         field="reference_audio") from None
+        raise InputError(f"{field} is not valid base64", "send the audio file's bytes base64-encoded",
+                         field=field) from None
     if not audio:
-        raise InputError("reference_audio is empty", "send a wav/flac/mp3/ogg file, base64-encoded",
-                         field="reference_audio")
+        raise InputError(f"{field} is empty", "send a wav/flac/mp3/ogg file, base64-encoded", field=field)
     if len(audio) > limit:
-        raise InputError(f"reference_audio is {len(audio)} bytes, more than the limit of {limit}",
-                         "send a shorter clip", field="reference_audio", status=413)
+        raise InputError(f"{field} is {len(audio)} bytes, more than the limit of {limit}",
+                         "send a shorter clip", field=field, status=413)
     return audio
 
 
@@ -98,6 +97,7 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     """Check an invoke request against the server's limits and validate its parameters once."""
     settings = server.settings
     text = speakable_text(req.text, "text", settings.max_text_length)
+    _refuse_server_paths(req)
     if req.num_samples > settings.max_num_samples:
         raise InputError(f"num_samples={req.num_samples} is more than the limit of {settings.max_num_samples}",
                          f"ask for at most {settings.max_num_samples}", field="num_samples")
@@ -109,22 +109,68 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     if cap and req.max_new_tokens > cap:
         raise InputError(f"max_new_tokens={req.max_new_tokens} is more than the limit of {cap}",
                          f"ask for at most {cap} (0 = the server's default)", field="max_new_tokens")
-    if req.reference_audio is not None and req.reference_id is not None:
-        raise InputError("pass either reference_audio or reference_id, not both",
-                         "drop one of them", field="reference_id")
+    given = [n for n in ("reference_audio", "reference_id", "references") if getattr(req, n) is not None]
+    if len(given) > 1:
+        raise InputError(f"pass either {' or '.join(given)}, not both", "drop one of them", field=given[-1])
     audio = None
     if req.reference_audio is not None:
         audio = _decode_reference(req.reference_audio, settings.max_reference_bytes)
         if not (req.reference_text or "").strip():
             raise InputError("reference_text is required with reference_audio",
                              "pass the transcript of the reference audio", field="reference_text")
-    if req.reference_id is not None:
-        server.store.get(req.reference_id, field="reference_id")
-    values = {**req.model_dump(include=set(SAMPLING_FIELDS)), "seed": req.seed,
+    voice = server.store.get(req.reference_id, field="reference_id") if req.reference_id is not None else None
+    if voice is not None:
+        voice.select(req.emotion)  # 400 now, before queueing, when no clip has that emotion
+    clips = _inline_clips(req, settings.max_reference_bytes)
+    if req.emotion is not None and voice is None and not clips:
+        raise InputError("emotion picks clips of a multi-clip voice, and this request has none",
+                         "pass reference_id of a saved voice with tagged clips (or references with emotion tags), "
+                         "or leave emotion out", field="emotion")
+    # Fields the client left out keep the server's defaults (task=serve speaker=alice top_p=0.5 ...).
+    values = {**req.model_dump(include=set(SAMPLING_FIELDS), exclude_unset=True), "seed": req.seed,
               "max_new_tokens": req.max_new_tokens or cap}
+    values["speaker"] = _speaker(req.speaker, voice, server)
     params = server.defaults().replace(**values)  # validated once, here
     return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=req.reference_text,
-                     reference_id=req.reference_id)
+                     reference_id=req.reference_id, clips=clips, emotion=req.emotion)
+
+
+def _refuse_server_paths(req: InvokeRequest) -> None:
+    """v1.1.2's ``ref_json``/``ref_base`` name files on the server chosen by the client: refused."""
+    for name in ("ref_json", "ref_base"):
+        if getattr(req, name) is not None:
+            raise InputError(f"{name} is not supported: it names a folder on the server",
+                             "save the voice once with POST /v1/references (several clips, emotion tags, a "
+                             "speaker) and pass reference_id (and emotion)", field=name)
+
+
+def _inline_clips(req: InvokeRequest, limit: int) -> list[InlineClip]:
+    """The request's ``references`` decoded, narrowed to ``emotion`` when given (400 if none matches)."""
+    if req.references is None:
+        return []
+    clips = []
+    for i, ref in enumerate(req.references):
+        if req.emotion is not None and (ref.emotion or "").lower() != req.emotion.lower():
+            continue
+        if not ref.text.strip():
+            raise InputError(f"references[{i}].text is empty", "pass the transcript of that clip",
+                             field=f"references[{i}].text")
+        data = _decode_reference(ref.audio, limit, field=f"references[{i}].audio")
+        clips.append(InlineClip(data, ref.text, f"references[{i}].audio"))
+    if not clips:
+        tags = ", ".join(sorted({r.emotion for r in req.references if r.emotion})) or "none"
+        raise InputError(f"no clip of references is tagged emotion='{req.emotion}' (tags: {tags})",
+                         "use one of the tags or leave emotion out", field="emotion")
+    return clips
+
+
+def _speaker(asked: str | None, voice, server) -> str | None:
+    """The prompt's speaker: the request's, else the saved voice's, else the server's default."""
+    if asked is not None and asked.strip():
+        return asked.strip()
+    if voice is not None and voice.speaker:
+        return voice.speaker
+    return server.defaults().speaker
 
 
 @router.post("/v1/invoke", responses=INVOKE_RESPONSES, summary="Synthesize speech (Fish Speech v1.1.2 API)")
@@ -165,12 +211,26 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     if req.response_format == "aac":
         raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
                          field="response_format")
-    reference_id, voice = None, req.voice_id
-    if voice is not None and (voice in server.store or voice.lower() not in OPENAI_VOICES):
-        reference_id = server.store.get(voice, field="voice").id
-    params = server.defaults().replace(seed=req.seed, num_samples=1, max_new_tokens=server.settings.max_new_tokens)
+    if req.instructions is not None and req.instructions.strip():
+        raise InputError("instructions are not supported: this model has no style prompt",
+                         "leave instructions out; choose the style with a saved voice (voice=...) and its "
+                         "emotion-tagged clips (extra_body={'emotion': ...})", field="instructions")
+    reference_id, voice_id, voice = None, req.voice_id, None
+    if voice_id is not None and (voice_id in server.store or voice_id.lower() not in OPENAI_VOICES):
+        voice = server.store.get(voice_id, field="voice")
+        reference_id = voice.id
+        voice.select(req.emotion)
+    elif req.emotion is not None:
+        raise InputError("emotion picks clips of a saved voice, and this request names none",
+                         "pass voice=<saved voice id> whose clips are tagged, or leave emotion out",
+                         field="emotion")
+    values = {"seed": req.seed, "num_samples": 1, "max_new_tokens": server.settings.max_new_tokens,
+              "speaker": _speaker(req.speaker, voice, server)}
+    if req.speed is not None:
+        values["speed"] = req.speed
+    params = server.defaults().replace(**values)
     return SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
-                     text_field="input")
+                     text_field="input", emotion=req.emotion)
 
 
 @router.post("/v1/audio/speech", responses=SPEECH_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")
@@ -179,7 +239,7 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
 
     ``stream_format=audio`` streams wav/pcm segment by segment (mp3/flac/opus arrive whole);
     ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
-    and a final ``speech.audio.done``. ``model``, ``speed`` and ``instructions`` are ignored.
+    and a final ``speech.audio.done``. ``model`` is accepted and not used; ``instructions`` is refused (400).
     """
     server = request.app.state.server
     spec = _speech_job(req, server)

@@ -1,9 +1,11 @@
 """Request bodies of the HTTP API (pydantic); each synthesis parameter's default, range and help
 text come from :data:`speechlm.params.PARAMS` (``api_field``), never restated here.
 
-Schema violations become 422 JSON bodies naming the field (see :mod:`speechlm.serving.errors`);
-limits that depend on the server settings (text length, reference size, takes, token budget) and
-the text itself (empty, nothing speakable) are checked by the routes, which answer 400.
+Schema violations, unknown fields included, become 422 JSON bodies naming the field (see
+:mod:`speechlm.serving.errors`); limits that depend on the server settings (text length, reference size,
+takes, token budget), the text itself (empty, nothing speakable) and fields that cannot take effect
+(``ref_json``, ``ref_base``, ``instructions``, an ``emotion`` no clip has) are checked by the routes,
+which answer 400. Nothing a client sends is silently dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from speechlm.params import api_field
-from speechlm.serving.voices import VOICE_ID_PATTERN
+from speechlm.serving.voices import MAX_CLIPS, MAX_TAG_CHARS, VOICE_ID_PATTERN
 
 # JSON Schema (ECMA) and pydantic's Rust regex read "$" as the end of the string, unlike Python's re
 # (which the voice store therefore uses with fullmatch); a trailing newline does not pass either.
@@ -21,25 +23,48 @@ VoiceId = Annotated[str, Field(pattern=f"^{VOICE_ID_PATTERN}$",
                                description="a saved voice id (letters, digits, _ . -)")]
 # The request fields that are synthesis parameters, by their speechlm.params name.
 SAMPLING_FIELDS = ("max_new_tokens", "chunk_length", "top_p", "repetition_penalty", "temperature", "speaker",
-                   "num_samples")
+                   "num_samples", "speed")
+Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS)]
+_EMOTION_HELP = ("pick the clips of the saved voice (or of `references`) tagged with this emotion; 400 when "
+                 "none is")
+
+
+class InlineReference(BaseModel):
+    """One reference clip sent with the request (``references``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: str = Field(description="base64-encoded audio file (wav/flac/mp3/ogg)")
+    text: str = Field(description="what the clip says")
+    emotion: Optional[Tag] = Field(None, description="optional emotion tag (see the request's `emotion`)")
 
 
 class InvokeRequest(BaseModel):
     """Body of ``POST /v1/invoke`` — the Fish Speech v1.1.2 fields (``text`` is required here)."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"text": "Hello world.", "format": "wav", "streaming": False}]})
 
     text: str = Field(description="text to speak")
     reference_text: Optional[str] = Field(None, description="transcript of reference_audio")
     reference_audio: Optional[str] = Field(None, description="base64-encoded audio file (wav/flac/mp3/ogg)")
-    reference_id: Optional[VoiceId] = Field(None, description="a saved voice id (see /v1/references)")
+    reference_id: Optional[VoiceId] = Field(None, description="a saved voice id (see /v1/references): all its "
+                                                              "clips prompt the model")
+    references: Optional[list[InlineReference]] = Field(
+        None, min_length=1, max_length=MAX_CLIPS, description="several reference clips at once (instead of "
+        "reference_audio / reference_id); all prompt the model, the first gives the timbre")
+    emotion: Optional[Tag] = Field(None, description=_EMOTION_HELP)
+    ref_json: Optional[str] = Field(None, description="refused (400): v1.1.2 read reference files from a server "
+                                                      "folder; save the voice with POST /v1/references and pass "
+                                                      "reference_id")
+    ref_base: Optional[str] = Field(None, description="refused (400), as ref_json")
     max_new_tokens: int = api_field("max_new_tokens")
     chunk_length: int = api_field("chunk_length", strict=True)
     top_p: float = api_field("top_p", strict=True)
     repetition_penalty: float = api_field("repetition_penalty", strict=True)
     temperature: float = api_field("temperature", strict=True)
     speaker: Optional[str] = api_field("speaker", max_length=100)
+    speed: float = api_field("speed", strict=True)
     format: Literal["wav", "mp3", "flac"] = "wav"
     streaming: bool = Field(False, description="WAV header, then 16-bit PCM per segment as it is decoded")
     # The API's seed defaults to null (a random take per request, as the original's API), not the CLI's.
@@ -57,13 +82,14 @@ class VoiceRef(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    """Body of ``POST /v1/audio/speech`` (OpenAI-compatible; ``model``, ``speed``, ``instructions`` ignored;
-    ``seed`` is our extension)."""
+    """Body of ``POST /v1/audio/speech`` (OpenAI-compatible; ``model`` is accepted and not used, ``instructions``
+    is refused; ``seed``, ``speaker`` and ``emotion`` are our extensions, OpenAI SDK: ``extra_body``)."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"model": "speechlm", "input": "Hello world.", "voice": "alloy", "response_format": "wav"}]})
 
-    model: Optional[str] = Field(None, description="accepted and ignored (the server has one model)")
+    model: Optional[str] = Field(None, description="accepted, any value (the OpenAI SDK requires it); the server "
+                                                   "has one model")
     input: str = Field(description="text to speak")
     voice: Optional[Union[Annotated[str, Field(max_length=64)], VoiceRef]] = Field(
         None, description="a saved voice id (or {\"id\": ...}); OpenAI's built-in names (alloy, …) mean the "
@@ -72,10 +98,13 @@ class SpeechRequest(BaseModel):
         "mp3", description="aac is not supported (400); pcm is 16-bit little-endian mono at 44.1 kHz")
     stream_format: Literal["audio", "sse"] = Field(
         "audio", description="audio: the file streamed as it is made; sse: speech.audio.delta/done events")
-    speed: Optional[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(None, description="accepted and ignored")
-    instructions: Optional[str] = Field(None, description="accepted and ignored")
-    # extension (OpenAI SDK: extra_body={'seed': 1}); null = random
+    speed: Optional[float] = api_field("speed", None)  # null = the server's default (1.0 unless configured)
+    instructions: Optional[str] = Field(None, description="not supported (this model takes no style prompt): a "
+                                                          "non-empty value is refused with 400")
+    # extensions (OpenAI SDK: extra_body={'seed': 1, 'speaker': 'alice'}); seed null = random
     seed: Optional[int] = api_field("seed", None)
+    speaker: Optional[str] = api_field("speaker", max_length=100)
+    emotion: Optional[Tag] = Field(None, description=_EMOTION_HELP.replace(" (or of `references`)", ""))
 
     @property
     def voice_id(self) -> str | None:

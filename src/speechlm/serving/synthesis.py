@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -49,8 +49,21 @@ def speakable_text(text: str, field: str, limit: int) -> str:
 
 
 @dataclass
+class InlineClip:
+    """A reference clip sent with the request (already base64-decoded)."""
+
+    audio: bytes
+    text: str | None
+    field: str                              # request field of its audio, e.g. "references[1].audio"
+
+
+@dataclass
 class SpeechJob:
-    """Everything the pipeline needs for one request (schema-checked, parameters validated)."""
+    """Everything the pipeline needs for one request (schema-checked, parameters validated).
+
+    The voice is one of: ``reference_id`` (a saved voice; ``emotion`` picks its tagged clips),
+    ``clips`` (inline references, already narrowed to ``emotion``), ``reference_audio`` (one clip), or none.
+    """
 
     text: str
     params: SynthesisParams
@@ -59,6 +72,8 @@ class SpeechJob:
     reference_id: str | None = None
     reference_field: str = "reference_id"   # request field that named the voice (for error messages)
     text_field: str = "text"                # request field holding the text
+    clips: list[InlineClip] = field(default_factory=list)
+    emotion: str | None = None
 
 
 # What the pipeline takes as keywords when it has no ``params=`` argument yet (issue 10).
@@ -99,18 +114,26 @@ class StreamPiece:
 
 
 def _reference(tts: Any, req: SpeechJob, store: VoiceStore, max_seconds: float):
+    """What ``reference=`` of the pipeline gets: None, one encoded reference, or a list of them."""
     if req.reference_id is not None:
-        return store.reference(req.reference_id, tts.encode_reference, field=req.reference_field)
+        return store.reference(req.reference_id, tts.encode_reference, field=req.reference_field,
+                               emotion=req.emotion)
+    if req.clips:
+        return [_encode_clip(tts, c.audio, c.text, c.field, max_seconds) for c in req.clips]
     if req.reference_audio is None:
         return None
+    return _encode_clip(tts, req.reference_audio, req.reference_text, "reference_audio", max_seconds)
+
+
+def _encode_clip(tts: Any, audio: bytes, text: str | None, field_name: str, max_seconds: float):
     from speechlm.audio.io import load_audio
 
     try:  # the server's own duration limit, which may be stricter than the pipeline's
-        load_audio(req.reference_audio, target_sr=tts.sample_rate, max_seconds=max_seconds,
-                   what="reference audio", limit_key="max_reference_seconds")
-        return tts.encode_reference(req.reference_audio, req.reference_text)
+        load_audio(audio, target_sr=tts.sample_rate, max_seconds=max_seconds, what="reference audio",
+                   limit_key="max_reference_seconds")
+        return tts.encode_reference(audio, text)
     except AudioError as e:
-        e.field = "reference_audio"
+        e.field = field_name
         raise
 
 

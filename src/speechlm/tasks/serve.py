@@ -42,6 +42,8 @@ def run(cfg: DictConfig) -> None:
     settings = ServeSettings.from_mapping(cfg)
     host, port = settings.host_port
     tts = TTS.from_config(cfg)
+    if tts.defaults.speaker:  # requests without their own speaker (or a saved voice's) are spoken as this one
+        log.info("default speaker: %s", tts.defaults.speaker)
     app = create_app(pipeline_factory(cfg, tts) if settings.workers > 1 else tts, settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         log.warning("listening on %s without api_key: anyone who can reach this port can use the server", host)
