@@ -84,6 +84,8 @@ def test_autoscaling_replaces_the_fixed_count(tiny_dir, tmp_path):
     (["backend=k8s"], ["backend='k8s'", "uvicorn, ray"]),
     (["replicas=2"], ["needs backend=ray", "workers="]),
     (["backend=ray", "replicas=0"], ["replicas=0", "at least 1"]),
+    (["backend=ray", "replicas=two"], ["replicas='two'", "whole number"]),
+    (["backend=ray", "ray.num_cpus=lots"], ["ray.num_cpus='lots'", "a number"]),
     (["backend=ray", "ray.max_ongoing_requests=0"], ["ray.max_ongoing_requests=0"]),
     (["backend=ray", "ray.max_queued_requests=-5"], ["ray.max_queued_requests=-5", "-1"]),
     (["backend=ray", "ray.num_cpus=-1"], ["ray.num_cpus=-1"]),

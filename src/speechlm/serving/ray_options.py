@@ -36,22 +36,32 @@ class RayOptions:
     def __post_init__(self) -> None:
         if self.address is not None and not str(self.address).strip():
             self.address = None
-        if int(self.num_replicas) < 1:
+        for name, kind in (("num_replicas", int), ("max_ongoing_requests", int), ("max_queued_requests", int),
+                           ("num_cpus", float), ("num_gpus", float)):
+            setattr(self, name, _number(name, getattr(self, name), kind))
+        self._check_counts()
+        self._check_shapes()
+
+    def _check_counts(self) -> None:
+        if self.num_replicas < 1:
             raise InputError(f"replicas={self.num_replicas} must be at least 1", "set replicas=1 or more",
                              field="replicas")
-        if self.max_ongoing_requests is not None and int(self.max_ongoing_requests) < 1:
+        if self.max_ongoing_requests is not None and self.max_ongoing_requests < 1:
             raise InputError(f"ray.max_ongoing_requests={self.max_ongoing_requests} must be at least 1",
                              "set it to 1 or more, or null (= workers + queue_size)", field="ray.max_ongoing_requests")
-        if int(self.max_queued_requests) == 0 or int(self.max_queued_requests) < -1:
+        if self.max_queued_requests == 0 or self.max_queued_requests < -1:
             raise InputError(f"ray.max_queued_requests={self.max_queued_requests} must be -1 (no limit) or at least 1",
                              "set ray.max_queued_requests=-1 or a positive count", field="ray.max_queued_requests")
         for name in ("num_cpus", "num_gpus"):
-            if float(getattr(self, name)) < 0:
+            if getattr(self, name) < 0:
                 raise InputError(f"ray.{name}={getattr(self, name)} must be >= 0", f"set ray.{name}=0 or more",
                                  field=f"ray.{name}")
+
+    def _check_shapes(self) -> None:
         if self.autoscaling is not None and not isinstance(self.autoscaling, Mapping):
             raise InputError(f"ray.autoscaling={self.autoscaling!r} is not a mapping",
-                             "pass e.g. 'ray.autoscaling={min_replicas:1,max_replicas:4}', or null", field="ray.autoscaling")
+                             "pass e.g. 'ray.autoscaling={min_replicas:1,max_replicas:4}', or null",
+                             field="ray.autoscaling")
         if not str(self.route_prefix).startswith("/"):
             raise InputError(f"ray.route_prefix='{self.route_prefix}' must start with '/'", "e.g. ray.route_prefix=/",
                              field="ray.route_prefix")
@@ -83,10 +93,26 @@ def check_backend(backend: str, replicas: int) -> str:
     if backend not in BACKENDS:
         raise InputError(f"backend='{backend}' is not one of {', '.join(BACKENDS)}",
                          "use backend=uvicorn (this process) or backend=ray (Ray Serve replicas)", field="backend")
-    if backend == "uvicorn" and int(replicas) != 1:
+    replicas = _number("num_replicas", replicas, int)
+    if backend == "uvicorn" and replicas != 1:
         raise InputError(f"replicas={replicas} needs backend=ray (backend=uvicorn is one process)",
                          "add backend=ray, or use workers=N for N model copies in one process", field="replicas")
     return backend
+
+
+def _number(name: str, value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (None stays None), or an :class:`InputError` naming the key."""
+    key = "replicas" if name == "num_replicas" else f"ray.{name}"
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (kind is int and number != float(value)):
+        raise InputError(f"{key}={value!r} is not {'a whole number' if kind is int else 'a number'}",
+                         f"pass {key}=<{'count' if kind is int else 'number'}>", field=key)
+    return number
 
 
 def _plain(value: Any) -> Any:
