@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class ServerState:
     settings: ServeSettings
     pool: WorkerPool
     store: VoiceStore
+    replica_id: str = ""
     _defaults: SynthesisParams | None = field(default=None, repr=False)
 
     @property
@@ -99,20 +102,24 @@ def _warmup(tts: Any) -> None:
     log.info("warm-up done in %.1f s", time.perf_counter() - start)
 
 
-def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
+               replica_id: str | None = None) -> FastAPI:
     """Build the API around a pipeline object (or a factory building one per worker).
 
     Args:
         tts_or_factory: a loaded :class:`speechlm.pipeline.TTS`, or a zero-argument callable returning one
             (called once per worker thread at startup; the server answers 503 until one is ready).
         settings: limits, auth, worker and queue sizes; defaults to :class:`ServeSettings()`.
+        replica_id: names this server in the ``X-Replica-Id`` header of every response and in
+            ``/v1/health`` (behind a load balancer); defaults to ``<hostname>-<pid>``.
     """
     settings = settings or ServeSettings()
+    replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
     pool = WorkerPool(tts_or_factory, workers=settings.workers, queue_size=settings.queue_size,
                       queue_timeout_s=settings.queue_timeout_s, warmup=_prepare(settings))
     store = VoiceStore(settings.references_dir, max_bytes=settings.max_reference_bytes,
                        max_seconds=settings.max_reference_seconds, max_voices=settings.max_voices)
-    state = ServerState(settings, pool, store)
+    state = ServerState(settings, pool, store, replica_id)
     store.on_delete = state.forget_reference
 
     @asynccontextmanager
@@ -132,21 +139,43 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None) -> Fa
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
+    app.add_middleware(ReplicaHeaderMiddleware, replica_id=replica_id)
 
     auth = [Depends(_auth_dependency(settings.api_key))] if settings.api_key else []
     app.include_router(routes_speech.router, dependencies=auth)
     app.include_router(routes_voices.router, dependencies=auth)
-    _install_health(app, pool)
+    _install_health(app, pool, replica_id)
     return app
+
+
+class ReplicaHeaderMiddleware:
+    """Adds ``X-Replica-Id: <replica>`` to every response, so a client behind a load balancer (or
+    Ray Serve's proxy) can tell which replica answered."""
+
+    def __init__(self, app, replica_id: str):
+        self.app = app
+        self.header = (b"x-replica-id", replica_id.encode("latin-1", "replace"))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 class Health(BaseModel):
     status: Literal["ok", "loading", "error"]
     models: Optional[dict] = Field(description="what each worker's pipeline has loaded (null while loading)")
     queue: dict = Field(description="workers, ready_workers, busy, queued, capacity")
+    replica: str = Field(description="which server answered (also the X-Replica-Id header of every response)")
 
 
-def _install_health(app: FastAPI, pool: WorkerPool) -> None:
+def _install_health(app: FastAPI, pool: WorkerPool, replica_id: str) -> None:
     """``/v1/health``: readiness for load balancers (200 only once the models are loaded)."""
 
     async def health() -> JSONResponse:
@@ -154,7 +183,7 @@ def _install_health(app: FastAPI, pool: WorkerPool) -> None:
         ``error`` if loading failed. The body is the same either way."""
         state = {"ready": "ok", "loading": "loading", "failed": "error"}[pool.state]
         models = pool.primary.status() if pool.primary is not None else None
-        body = {"status": state, "models": models, "queue": pool.stats()}
+        body = {"status": state, "models": models, "queue": pool.stats(), "replica": replica_id}
         return JSONResponse(body, status_code=200 if state == "ok" else 503)
 
     responses = {200: {"model": Health, "description": "ready: the models are loaded"},
