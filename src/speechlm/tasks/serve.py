@@ -45,6 +45,6 @@ def run(cfg: DictConfig) -> None:
     app = create_app(pipeline_factory(cfg, tts) if settings.workers > 1 else tts, settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         log.warning("listening on %s without api_key: anyone who can reach this port can use the server", host)
-    log.info("API docs at http://%s:%d/ (auth %s, %d worker(s), queue %d)", host, port,
-             "on" if settings.api_key else "off", settings.workers, settings.queue_size)
+    log.info("API docs at http://%s:%d/ (auth %s, %d worker(s) x batch %d, queue %d)", host, port,
+             "on" if settings.api_key else "off", settings.workers, settings.max_batch_size, settings.queue_size)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
