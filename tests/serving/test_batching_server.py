@@ -7,6 +7,7 @@ in several threads at once split their reductions differently (float rounding).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -20,6 +21,7 @@ import torch
 from speechlm.serving import ServeSettings, create_app
 from speechlm.serving.background import serve_in_thread
 from speechlm.serving.formats import encode_audio
+from speechlm.serving.worker import ServerBusy, WorkerPool
 from tests.serving.conftest import TEST_LIMITS, decode, wait_ready
 
 NEAR_GREEDY = dict(top_p=0.1, temperature=0.1, repetition_penalty=1.0, noise_scale=0.0)
@@ -157,3 +159,45 @@ def test_server_answers_sampled_requests_under_batching(own_tts, tmp_path):
         assert r.status_code == 200
         audio, sr = decode(r.content)
         assert sr == 44100 and len(audio) > 0 and np.isfinite(audio).all()
+
+
+def test_batched_pool_admission_errors_and_fallback(own_tts):
+    """Slots = workers · max_batch_size run at once, queue_size more wait, beyond: 429; one job's error
+    leaves its neighbour alone; a pipeline that cannot batch runs one job at a time."""
+
+    class NotBatchable:
+        def synthesize(self, *a, **k):  # a pipeline object without a dual-AR generator
+            raise AssertionError("not used")
+
+    async def ready(pool):
+        pool.start()
+        while pool.state != "ready":
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        pool = WorkerPool(own_tts, workers=1, queue_size=1, max_batch_size=2)
+        await ready(pool)
+        gate = threading.Event()
+        first = pool.submit(lambda tts, job: gate.wait(10) and tts.synthesize("Still here.", seed=1,
+                                                                             max_new_tokens=8).audio.size)
+        failing = pool.submit(lambda tts, job: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            await failing.result()
+        second = pool.submit(lambda tts, job: gate.wait(10) and "second")
+        while pool.stats()["busy"] != 2:  # both slots run at once
+            await asyncio.sleep(0.01)
+        queued = pool.submit(lambda tts, job: "queued")
+        with pytest.raises(ServerBusy) as busy:
+            pool.submit(lambda tts, job: "one too many")
+        assert busy.value.status == 429 and pool.stats()["capacity"] == 3
+        gate.set()
+        assert await first.result() > 0 and await second.result() == "second" and await queued.result() == "queued"
+        pool.stop()
+        assert own_tts.generator.engine is None
+
+        plain = WorkerPool(NotBatchable(), workers=1, queue_size=1, max_batch_size=4)
+        await ready(plain)
+        assert plain.stats()["max_batch_size"] == 1 and plain.stats()["capacity"] == 2
+        plain.stop()
+
+    asyncio.run(scenario())

@@ -241,6 +241,7 @@ class WorkerPool:
                         "at a time", index, self.max_batch_size)
             self.max_batch_size = 1  # the same config for every worker: none of them can batch
             return [tts]
+        tts.codec  # noqa: B018 - the reference encoder, loaded once before the views copy the loaded stages
         engine = BatchEngine(gen.model, self.max_batch_size, decode_threads=gen.decode_threads).start()
         gen.engine = engine
         with self._lock:
