@@ -10,6 +10,7 @@ Build it with :meth:`TTS.from_pretrained` in Python or :meth:`TTS.from_config` f
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import io
@@ -95,6 +96,13 @@ class TTS:
             tts.generator  # noqa: B018 - load now so a missing checkpoint fails before any work
             tts.decoder()
         return tts
+
+    def share(self) -> "TTS":
+        """Another pipeline object over the same loaded stages, with its own lock (batched serving: job threads
+        that run concurrently and meet in the text2semantic stage's shared batch engine)."""
+        view = copy.copy(self)
+        view._lock = threading.RLock()
+        return view
 
     @classmethod
     def from_pretrained(cls, source: str | Path | None = None, *, decoder: str = "vits", device: str = "auto",
@@ -234,14 +242,18 @@ class TTS:
         return text, references
 
     def _segments(self, text: str, references: list[Reference], p: SynthesisParams,
-                  should_stop: Callable[[], bool] | None) -> Iterator[tuple[np.ndarray, Segment]]:
-        """Generate and decode segment by segment; yields (audio (N,) float32, segment)."""
+                  should_stop: Callable[[], bool] | None,
+                  rng: torch.Generator | None = None) -> Iterator[tuple[np.ndarray, Segment]]:
+        """Generate and decode segment by segment; yields (audio (N,) float32, segment).
+
+        ``rng``: the request's token generator when the generator batches (see ``SemanticGenerator.generate``).
+        """
         self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
         prompted = [r for r in references if r.text]
         ref_audio = torch.from_numpy(references[0].audio) if references else None
         for seg in self.generator.generate(text, prompt_texts=[r.text for r in prompted],
                                            prompt_tokens=[torch.from_numpy(r.codes) for r in prompted],
-                                           params=p, should_stop=should_stop):
+                                           params=p, should_stop=should_stop, rng=rng):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
             yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale), seg
@@ -290,9 +302,10 @@ class TTS:
         tokens = segments = 0
         with self._lock:
             seed_everything(p.seed)
+            rng = self._token_rng(p)
             for take in range(p.num_samples):
                 parts = []
-                for wave, seg in self._segments(text, references, p, should_stop):
+                for wave, seg in self._segments(text, references, p, should_stop, rng):
                     parts.append(fade_joins(wave, self.sample_rate, first=not parts))
                     tokens += seg.num_tokens
                     if progress is not None:
@@ -308,6 +321,13 @@ class TTS:
         from speechlm.audio.speed import change_speed
 
         return change_speed(wave, self.sample_rate, speed)
+
+    def _token_rng(self, p: SynthesisParams) -> torch.Generator | None:
+        """The request's own token generator (seeded by ``p.seed``) when the generator batches, else None."""
+        gen = self._generator
+        if gen is None or getattr(gen, "engine", None) is None or p.seed is None:
+            return None
+        return torch.Generator(device=gen.device).manual_seed(int(p.seed))
 
     def _result(self, takes: list[np.ndarray], segments: int, tokens: int, wall: float) -> SynthesisResult:
         audio_seconds = sum(len(t) for t in takes) / self.sample_rate
@@ -332,6 +352,7 @@ class TTS:
         text, references = self._prepare(text, p, reference, reference_audio, reference_text)
         with self._lock:
             seed_everything(p.seed)
-            for index, (wave, seg) in enumerate(self._segments(text, references, p, should_stop)):
+            for index, (wave, seg) in enumerate(self._segments(text, references, p, should_stop,
+                                                               self._token_rng(p))):
                 yield AudioChunk(fade_joins(wave, self.sample_rate, first=index == 0), self.sample_rate, index,
                                  seg.num_segments, seg.num_tokens)

@@ -116,7 +116,8 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     settings = settings or ServeSettings()
     replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
     pool = WorkerPool(tts_or_factory, workers=settings.workers, queue_size=settings.queue_size,
-                      queue_timeout_s=settings.queue_timeout_s, warmup=_prepare(settings))
+                      queue_timeout_s=settings.queue_timeout_s, warmup=_prepare(settings),
+                      max_batch_size=settings.max_batch_size)
     store = VoiceStore(settings.references_dir, max_bytes=settings.max_reference_bytes,
                        max_seconds=settings.max_reference_seconds, max_voices=settings.max_voices)
     state = ServerState(settings, pool, store, replica_id)

@@ -23,6 +23,7 @@ class ServeSettings:
     api_key: str | None = None             # Bearer token; None = no auth
     references_dir: str = "references"     # saved voices, one folder per id: a folder or an fsspec URL
     workers: int = 1                       # model worker threads (one pipeline object each)
+    max_batch_size: int = 4                # requests per worker whose per-token steps run batched (1 = off)
     queue_size: int = 4                    # requests that may wait for a worker; more → 429
     queue_timeout_s: float = 120.0         # a request waiting longer than this → 503
     max_text_length: int = LIMITS["max_text_length"].default  # characters of `text` / `input` (0 = no limit)
@@ -40,7 +41,7 @@ class ServeSettings:
     def __post_init__(self) -> None:
         if not self.api_key:
             self.api_key = None
-        for name in ("workers", "max_reference_bytes", "max_body_bytes", "max_num_samples"):
+        for name in ("workers", "max_batch_size", "max_reference_bytes", "max_body_bytes", "max_num_samples"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}={getattr(self, name)} must be at least 1", f"set {name}=1 or more",
                                  field=name)

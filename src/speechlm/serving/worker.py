@@ -2,8 +2,14 @@
 
 A route submits a :class:`Job` (a function ``fn(tts, job)``); a worker thread runs it and posts the
 result — and, for streaming jobs, every chunk — back to the event loop. Admission is bounded: at most
-``workers + queue_size`` jobs are in flight, beyond that :meth:`WorkerPool.submit` raises
+``workers · max_batch_size + queue_size`` jobs are in flight, beyond that :meth:`WorkerPool.submit` raises
 :class:`ServerBusy` (429 with ``Retry-After``) at once instead of letting the client hang.
+
+Batching (``max_batch_size > 1``): each worker's pipeline gets one
+:class:`~speechlm.stages.batching.BatchEngine` over its text2semantic model and ``max_batch_size`` job
+threads, each with its own view of the pipeline (:meth:`TTS.share`). The jobs run concurrently: each
+prefills alone, joins the shared per-token steps, leaves when it stops, and decodes its audio in its own
+thread. Queueing, 429/503, expiry and cancellation work per job as without batching.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from speechlm.errors import SpeechLMError
+from speechlm.models.text2semantic.llama import DualARTransformer
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +91,30 @@ class Job:
 
 
 class WorkerPool:
-    """``workers`` threads, each with its own pipeline object, fed by one bounded queue.
+    """``workers`` pipeline objects, each serving ``max_batch_size`` jobs at once, fed by one bounded queue.
 
     Args:
         tts_or_factory: a pipeline object (then one worker) or a zero-argument callable building one
             per worker (so workers never share a model's caches).
-        workers: number of worker threads.
-        queue_size: jobs allowed to wait for a free worker.
+        workers: number of pipeline objects (model copies).
+        max_batch_size: jobs one pipeline runs at once, their per-token steps batched (1 = off: one job at
+            a time, exactly the single-request path). Pipelines without a dual-AR ``generator`` use 1.
+        queue_size: jobs allowed to wait for a free job slot.
         queue_timeout_s: a job that waited longer than this is answered 503 instead of run.
         warmup: callable ``warmup(tts)`` run once per worker before it takes jobs (None = none); it
             also applies per-server settings to the pipeline (e.g. the reference cache's bound).
     """
 
     def __init__(self, tts_or_factory: Any, *, workers: int = 1, queue_size: int = 4,
-                 queue_timeout_s: float = 120.0, warmup: Callable[[Any], None] | None = None):
+                 queue_timeout_s: float = 120.0, warmup: Callable[[Any], None] | None = None,
+                 max_batch_size: int = 1):
         self._factory = tts_or_factory if _is_factory(tts_or_factory) else None
         self._instance = None if self._factory else tts_or_factory
         if self._instance is not None and workers > 1:
             log.warning("workers=%d needs a pipeline factory (one model per worker); using 1 worker", workers)
             workers = 1
         self.workers = workers
+        self.max_batch_size = max(1, int(max_batch_size))
         self.queue_size = queue_size
         self.queue_timeout_s = queue_timeout_s
         self._warmup = warmup
@@ -118,6 +129,7 @@ class WorkerPool:
         self._active: set[Job] = set()
         self.primary: Any = None  # the first loaded pipeline (health, sample rate)
         self.pipelines: list[Any] = []  # every loaded pipeline (one per ready worker)
+        self._attached: list[tuple[Any, Any]] = []  # (generator, its running batch engine) per batched worker
 
     # lifecycle
     def start(self) -> None:
@@ -130,11 +142,24 @@ class WorkerPool:
         with self._lock:
             for job in self._active:
                 job.cancel()
-        for _ in self._threads:
+        for _ in range(self.slots):  # one per job thread (those not started yet never read theirs)
             self._queue.put(None)
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
+        for gen, engine in self._attached:
+            gen.engine = None  # the pipeline goes back to the single-request path
+            engine.close(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def engines(self) -> list[Any]:
+        """The running batch engines (one per batched worker)."""
+        return [engine for _, engine in self._attached]
+
+    @property
+    def slots(self) -> int:
+        """Jobs that may run at once (``workers · max_batch_size``)."""
+        return self.workers * self.max_batch_size
 
     @property
     def state(self) -> str:
@@ -145,7 +170,8 @@ class WorkerPool:
     def stats(self) -> dict:
         with self._lock:
             return {"workers": self.workers, "ready_workers": self._ready, "busy": self._busy,
-                    "queued": max(0, self._in_flight - self._busy), "capacity": self.workers + self.queue_size}
+                    "queued": max(0, self._in_flight - self._busy), "capacity": self.slots + self.queue_size,
+                    "max_batch_size": self.max_batch_size}
 
     # submission
     def submit(self, fn: Callable[[Any, Job], Any], name: str = "job") -> Job:
@@ -156,9 +182,9 @@ class WorkerPool:
             raise ServerBusy("models are still loading", retry_after=5, status=503)
         job = Job(fn, asyncio.get_running_loop(), name)
         with self._lock:
-            if self._in_flight >= self.workers + self.queue_size:
-                waiting = self._in_flight - self.workers + 1
-                retry = max(1, math.ceil(self._avg_seconds * waiting / self.workers))
+            if self._in_flight >= self.slots + self.queue_size:
+                waiting = self._in_flight - self.slots + 1
+                retry = max(1, math.ceil(self._avg_seconds * waiting / self.slots))
                 raise ServerBusy(f"server busy: {self._in_flight} requests in progress or queued", retry)
             self._in_flight += 1
             self._active.add(job)
@@ -183,6 +209,7 @@ class WorkerPool:
     def _run(self, index: int) -> None:
         try:
             tts = self._factory() if self._factory else self._instance
+            views = self._batched(tts, index)
             if self._warmup is not None:
                 self._warmup(tts)
         except Exception as e:  # noqa: BLE001 - reported through health and 503s
@@ -193,7 +220,37 @@ class WorkerPool:
             if self.primary is None:
                 self.primary = tts
             self.pipelines.append(tts)
+            for j, view in enumerate(views[1:], start=1):
+                t = threading.Thread(target=self._serve, args=(view,), name=f"speechlm-worker-{index}.{j}",
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
             self._ready += 1
+        self._serve(views[0])
+
+    def _batched(self, tts: Any, index: int) -> list[Any]:
+        """The pipeline objects this worker's job threads use: ``[tts]``, or with batching ``max_batch_size``
+        views of ``tts`` whose generator submits to one running :class:`BatchEngine`."""
+        if self.max_batch_size == 1:
+            return [tts]
+        from speechlm.stages.batching import BatchEngine
+
+        gen = getattr(tts, "generator", None)
+        if not hasattr(tts, "share") or not isinstance(getattr(gen, "model", None), DualARTransformer):
+            log.warning("worker %d: max_batch_size=%d needs a dual-AR text2semantic model; running one request "
+                        "at a time", index, self.max_batch_size)
+            self.max_batch_size = 1  # the same config for every worker: none of them can batch
+            return [tts]
+        tts.codec  # noqa: B018 - the reference encoder, loaded once before the views copy the loaded stages
+        engine = BatchEngine(gen.model, self.max_batch_size, decode_threads=gen.decode_threads).start()
+        gen.engine = engine
+        with self._lock:
+            self._attached.append((gen, engine))
+        log.info("worker %d: batching up to %d requests per step", index, self.max_batch_size)
+        return [tts] + [tts.share() for _ in range(self.max_batch_size - 1)]
+
+    def _serve(self, tts: Any) -> None:
+        """A job thread: run queued jobs on ``tts`` until the stop marker (None)."""
         while True:
             job = self._queue.get()
             if job is None:

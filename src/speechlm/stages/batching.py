@@ -97,7 +97,8 @@ class BatchEngine:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.steps_run = 0  # batched steps (for benchmarks / tests)
-        self.batch_sizes: list[int] = []
+        self.max_rows_seen = 0  # most rows one step has run
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=4096)  # rows of the recent steps
 
     # ------------------------------------------------------------------ submitting
     def submit(self, prompt: Tensor, max_new_tokens: int, *, temperature: float, top_p: float,
@@ -143,12 +144,13 @@ class BatchEngine:
             self._thread.start()
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests; the loop thread finishes the admitted ones, then ends (waited up to ``timeout``)."""
         with self._cv:
             self._closed = True
             self._cv.notify()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
@@ -157,7 +159,16 @@ class BatchEngine:
                     self._cv.wait()
                 if self._closed and not (self.pending or self.active):
                     return
-            self.step()
+            try:
+                self.step()
+            except BaseException as e:  # noqa: BLE001 - a failed batched step: fail its rows, keep serving
+                self._fail_active(e)
+
+    def _fail_active(self, error: BaseException) -> None:
+        """Every active request gets ``error`` (their caches are in an unknown state) and leaves."""
+        for req in self.active:
+            self._fail(req, error)
+        self.active.clear()
 
     def run_until_idle(self) -> None:
         while self.step():
@@ -222,6 +233,7 @@ class BatchEngine:
         codes = fast_rows(m, h, self._views(self.fast, 0, b), previous, params, gens)
         cols = torch.stack([tok] + codes, dim=0)  # (1 + NC, B)
         self.steps_run += 1
+        self.max_rows_seen = max(self.max_rows_seen, b)
         self.batch_sizes.append(b)
         done = []
         for i, r in enumerate(reqs):

@@ -91,6 +91,9 @@ class SemanticGenerator:
             model.use_column_major_weights()
         # Only the per-token step is compiled; prefill (variable length) stays eager.
         self.decode_step = compiled_decode_step(model) if compile else default_decode_step(model)
+        # A running speechlm.stages.batching.BatchEngine over this model (serving, max_batch_size > 1): then
+        # generate() submits each segment to it, so concurrent callers share the per-token steps.
+        self.engine = None
 
     @classmethod
     def from_config(cls, model_cfg, checkpoint_path, *, device="cpu", dtype=torch.float32,
@@ -113,7 +116,8 @@ class SemanticGenerator:
 
     def generate(self, text: str, *, prompt_texts: Sequence[str] = (), prompt_tokens: Sequence = (),
                  params: SynthesisParams | None = None, progress: bool = True,
-                 should_stop: Callable[[], bool] | None = None, **sampling) -> Iterator[Segment]:
+                 should_stop: Callable[[], bool] | None = None, rng: torch.Generator | None = None,
+                 **sampling) -> Iterator[Segment]:
         """Generate semantic codes for ``text``; yields one :class:`Segment` per text segment.
 
         Args:
@@ -124,6 +128,9 @@ class SemanticGenerator:
             InputError: empty text, bad prompt codes, more prompt texts than token files, a parameter
                 out of its range (see :mod:`speechlm.params`).
             GenerationCancelled: ``should_stop()`` returned True (checked after every token).
+
+        With :attr:`engine` set, tokens are drawn from ``rng`` (the request's own generator, kept across
+        segments; None = one seeded from torch's global RNG) instead of the global RNG.
         """
         p = params if params is not None else SynthesisParams.make(sampling)
         if params is not None and sampling:
@@ -143,12 +150,17 @@ class SemanticGenerator:
                    for k in ("temperature", "top_p", "repetition_penalty")}
         budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(x.size(1) for x in prompts)
         history: list[torch.Tensor] = []
+        if self.engine is not None and rng is None:
+            rng = torch.Generator(device=self.device).manual_seed(int(torch.randint(0, 2**62, (1,))))
         total_tokens, t_start = 0, time.perf_counter()
         for idx, seg in enumerate(encoded):
             history.append(seg)
             prompt = torch.cat(prompts + select_context(history, budget), dim=1)
             t0 = time.perf_counter()
-            cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded))
+            if self.engine is not None:
+                cols = self._run_batched(prompt, p, should_stop, rng)
+            else:
+                cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded))
             seconds = time.perf_counter() - t0
             total_tokens += cols.size(1)
             log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),
@@ -178,6 +190,13 @@ class SemanticGenerator:
             return generate_columns(self.model, prompt, max_new_tokens, eos_id=self.tokenizer.eos_token_id,
                                     im_end_id=self.tokenizer.im_end_id, decode_step=self.decode_step,
                                     on_column=on_column, decode_threads=self.decode_threads, **params)
+
+    def _run_batched(self, prompt, p: SynthesisParams, should_stop, rng: torch.Generator) -> torch.Tensor:
+        """One segment through the shared engine (blocks this thread until the request leaves the batch)."""
+        return self.engine.generate_columns(prompt, p.max_new_tokens, temperature=p.temperature, top_p=p.top_p,
+                                            repetition_penalty=p.repetition_penalty,
+                                            eos_id=self.tokenizer.eos_token_id, im_end_id=self.tokenizer.im_end_id,
+                                            generator=rng, should_stop=should_stop)
 
     def _codes(self, cols: torch.Tensor) -> torch.Tensor:
         """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.

@@ -74,6 +74,6 @@ def run_uvicorn(cfg: DictConfig, settings: ServeSettings) -> None:
     if tts.defaults.speaker:  # requests without their own speaker (or a saved voice's) are spoken as this one
         log.info("default speaker: %s", tts.defaults.speaker)
     app = create_app(pipeline_factory(cfg, tts) if settings.workers > 1 else tts, settings)
-    log.info("API docs at http://%s:%d/ (auth %s, %d worker(s), queue %d)", host, port,
-             "on" if settings.api_key else "off", settings.workers, settings.queue_size)
+    log.info("API docs at http://%s:%d/ (auth %s, %d worker(s) x batch %d, queue %d)", host, port,
+             "on" if settings.api_key else "off", settings.workers, settings.max_batch_size, settings.queue_size)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
