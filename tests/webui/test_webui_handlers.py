@@ -253,10 +253,9 @@ def _spy(monkeypatch, tts, method: str) -> dict:
     """Record what the handler hands ``tts.<method>`` (the real method still runs)."""
     seen, real = {}, getattr(tts, method)
 
-    def spy(text, params=None, reference=None, **kwargs):
-        seen.update(params=params, reference=reference, **kwargs)
-        kwargs.pop("speed", None)  # a pipeline without speed yet: the handler's value was recorded above
-        return real(text, params=params, reference=reference, **kwargs)
+    def spy(text, params=None, **kwargs):  # takes params= as the pipeline does (call_pipeline checks)
+        seen.update(params=params, **kwargs)
+        return real(text, params=params, **kwargs)
 
     monkeypatch.setattr(tts, method, spy)
     return seen
@@ -280,11 +279,17 @@ def test_speed_and_speaker_reach_the_pipeline(handlers, monkeypatch, method):
     seen = _spy(monkeypatch, handlers.tts, method)
     req = request(speed=2.0, speaker=" alice ")
     list(handlers.generate_stream(req)) if method == "stream" else handlers.generate(req)
-    assert seen.get("speed", getattr(seen["params"], "speed", None)) == 2.0
-    assert seen["params"].speaker == "alice"
-    seen.clear()
-    handlers.generate(request()) if method == "synthesize" else list(handlers.generate_stream(request()))
-    assert "speed" not in seen and getattr(seen["params"], "speed", 1.0) == 1.0
+    assert seen["params"].speed == 2.0 and seen["params"].speaker == "alice"
+
+
+def test_speed_changes_the_take_length(handlers):
+    lengths = {}
+    for speed in (1.0, 2.0):
+        out = handlers.generate(request("Hello there, a longer sentence.", speed=speed, seed=5))
+        lengths[speed] = sf.info(out[MAX_TAKES]["value"]).frames
+    assert lengths[2.0] == pytest.approx(lengths[1.0] / 2, rel=0.05)  # same take, half as long
+    with pytest.raises(InputError, match="speed"):
+        handlers.generate(request(speed=5.0))
 
 
 def test_make_request_maps_the_page_values():

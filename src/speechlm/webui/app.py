@@ -70,7 +70,7 @@ def _text_inputs(p: SynthesisParams) -> dict:
     text = gr.Textbox(label=t("text"), placeholder=t("text_placeholder"), lines=6, elem_id="text")
     normalize = gr.Checkbox(label=t("normalize"), value=p.normalize, info=t("normalize_info"), elem_id="normalize")
     preview = gr.Textbox(label=t("preview"), lines=3, interactive=False, elem_id="preview")
-    speed = _slider("speed", getattr(p, "speed", PARAMS["speed"].default), info=t("speed_info"))
+    speed = _slider("speed", p.speed, info=t("speed_info"))
     return dict(text=text, normalize=normalize, preview=preview, speed=speed)
 
 

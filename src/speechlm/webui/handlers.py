@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import wave
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 MAX_TAKES = 4           # audio players laid out in the page (the original's batch limit)
 MAX_CLIPS = 4           # reference clip slots laid out in the page (the first one plus three more)
 UPLOADED = ""           # dropdown value meaning "use the uploaded / recorded clips"
-# Whether the pipeline's parameter set carries ``speed`` (else it is passed as a keyword override).
-_PARAMS_HAVE_SPEED = "speed" in {f.name for f in fields(SynthesisParams)}
 
 
 @dataclass
@@ -181,14 +179,8 @@ class Handlers:
             speaker=(req.speaker or "").strip() or None, seed=self._seed(req.seed), num_samples=int(num_takes),
             max_new_tokens=int(req.max_new_tokens), chunk_length=int(req.chunk_length), top_p=float(req.top_p),
             temperature=float(req.temperature), repetition_penalty=float(req.repetition_penalty),
-            normalize=bool(req.normalize), **({"decoder": req.decoder} if req.decoder else {}),
-            **({"speed": float(req.speed)} if _PARAMS_HAVE_SPEED else {}))
-
-    @staticmethod
-    def _overrides(req: Request) -> dict:
-        """Keywords for a pipeline whose parameter set has no ``speed`` yet (it then validates it itself)."""
-        speed = float(req.speed)
-        return {} if _PARAMS_HAVE_SPEED or speed == 1.0 else {"speed": speed}
+            normalize=bool(req.normalize), speed=float(req.speed),
+            **({"decoder": req.decoder} if req.decoder else {}))
 
     def _files(self, stem: str) -> tuple[Path, Path]:
         with self._counter_lock:
@@ -234,7 +226,7 @@ class Handlers:
         if progress is not None:
             progress(0.0, desc="generating")
         result = call_pipeline(self.tts.synthesize, req.text, params, takes=True, reference=self._reference(req),
-                               progress=report, should_stop=self._stop.is_set, **self._overrides(req))
+                               progress=report, should_stop=self._stop.is_set)
         panels, players, pictures = [], [], []
         for i in range(MAX_TAKES):
             shown = i < len(result.takes)
@@ -266,7 +258,7 @@ class Handlers:
         tokens = 0
         sample_rate = self.tts.sample_rate
         for chunk in call_pipeline(self.tts.stream, req.text, params, takes=False, reference=self._reference(req),
-                                   should_stop=self._stop.is_set, **self._overrides(req)):
+                                   should_stop=self._stop.is_set):
             if first_audio is None:
                 first_audio = time.perf_counter() - start
             sample_rate = chunk.sample_rate
