@@ -124,10 +124,10 @@ def test_bad_flags_one_line(argv, needle, capsys):
 
 
 def test_keys_a_task_lacks_are_refused_not_ignored(capsys):
-    # batch_size is not (yet) a key of task=encode: one line naming it, never silently dropped
-    assert main(["task=encode", "-i", "a.wav", "--batch-size", "4"]) == 2
+    # top_p is no key of task=encode: one line naming it, never silently dropped
+    assert main(["task=encode", "-i", "a.wav", "--top-p", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "has no key 'batch_size'" in err and len(err.strip().splitlines()) == 1
+    assert "has no key 'top_p'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_tables_are_well_formed():

@@ -8,9 +8,8 @@ paths are replaced by tiny checkpoints, the model presets by ``tiny``, and the t
 ``device=cpu`` are appended. A run checks exit code 0 and the files the docs say appear.
 
 Not run, and why (each asserted below):
-- ``task=prepare`` (build_dataset.py) and the batch flags of ``task=encode`` (``--batch-size``,
-  ``--num-workers``, ``--filelist``) are not in this branch yet: the exact overrides of ``translate_args``
-  are asserted; the folder encode itself still runs without them (later steps need its codes).
+- ``task=prepare`` (build_dataset.py) is not in this branch yet: the exact overrides of ``translate_args``
+  are asserted.
 - ``huggingface-cli download``: not our command; each file must be a registry name ``task=download`` fetches.
 - ``fap loudness-norm``: fish-audio-preprocess, a separate tool.
 - ``create_train_split.py``: not needed: the data modules split by ``data.val_fraction``.
@@ -263,10 +262,7 @@ def test_finetune_md(workspace, capfd, monkeypatch):
     extract = next(lines)
     assert _translation_only(extract, paths) == [
         "task=encode", "num_workers=1", "batch_size=16", "input='data'", f"checkpoints.vqgan={quote(str(ckpts['vqgan']))}"]
-    # batch_size/num_workers are not keys of task=encode in this branch: run the same encode without them
-    argv, default = to_argv(extract, paths)
-    run([a for i, a in enumerate(argv) if a not in ("--num-workers", "--batch-size")
-         and argv[i - 1] not in ("--num-workers", "--batch-size")], default, ckpts, capfd)
+    run(*to_argv(extract, paths), ckpts, capfd)
     assert sorted(p.relative_to("data").as_posix() for p in Path("data").rglob("*.npy")) == [
         "SPK1/21.15-26.44.npy", "SPK1/27.51-29.98.npy", "SPK1/30.1-32.71.npy", "SPK2/38.79-40.85.npy"]
 

@@ -23,6 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--autoplay-policy=no-user-gesture-required"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 45_000
+expect.set_options(timeout=TIMEOUT_MS)  # 2 shared cores: the first preview / page load can take a while
 
 # Loads a URL into a fresh <audio> element: resolves to its duration, or rejects if the browser cannot play it.
 PLAYABLE_JS = """url => new Promise((resolve, reject) => {
@@ -103,3 +104,52 @@ def test_streaming_plays_while_generating(page):
                            " return a && a.src && a.duration > 0 && a.currentTime > 0; }")
     page.locator("#take-0 a.download-link").wait_for()
     assert "first audio after" in page.locator("#summary").inner_text()
+
+
+# (browser locale, texts the page must show in that language)
+LOCALE_LABELS = [
+    ("zh-CN", ["输入文本", "生成", "流式生成", "停止", "参考音色", "高级设置", "语速"]),
+    ("en-US", ["Input text", "Generate", "Generate streaming", "Stop", "Reference voice", "Advanced", "Speed"]),
+    ("ja-JP", ["入力テキスト", "ストリーミング生成", "参照音声", "詳細設定", "話速"]),
+    ("es-ES", ["Texto de entrada", "Generar", "Voz de referencia", "Avanzado", "Velocidad"]),
+]
+
+
+@pytest.mark.parametrize("locale, texts", LOCALE_LABELS)
+def test_labels_follow_the_browser_language(browser, page_url, locale, texts):
+    from speechlm.webui.i18n import table
+
+    context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(page_url)
+    page.locator("#generate").wait_for()
+    expect(page.locator("#generate")).to_have_text(texts[1] if locale != "ja-JP" else "生成")
+    for text in texts:
+        expect(page.get_by_text(text, exact=True).first).to_be_visible()
+    expect(page.locator("#text")).to_contain_text(texts[0])
+    expect(page.locator("#normalize")).to_contain_text(table({"zh-CN": "zh-CN", "en-US": "en", "ja-JP": "ja",
+                                                              "es-ES": "es"}[locale])["normalize"])
+    assert "__i18n__" not in page.locator("body").inner_text()  # no untranslated key shown
+    if locale == "zh-CN":
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "webui-zh-CN.png"), full_page=True)
+    context.close()
+
+
+def test_speed_and_a_second_clip_in_the_page(page, reference_clip):
+    page.locator("#text textarea").fill("Speed and two clips.")
+    page.locator("#use-ref input").check()
+    page.locator("#reference-audio input[type=file]").set_input_files(str(reference_clip))
+    page.locator("#reference-text textarea").fill("A short reference clip.")
+    page.locator("#more-clips").get_by_text("More clips of the same voice (optional)").click()
+    page.locator("#reference-audio-2 input[type=file]").set_input_files(str(reference_clip))
+    page.locator("#reference-text-2 textarea").fill("The same clip again.")
+    page.locator("#reference-audio-2 audio, #reference-audio-2 [data-testid^=waveform]").first.wait_for()
+    page.locator("#speed input[type=number]").fill("1.5")
+    page.locator("#speed input[type=number]").press("Enter")
+    expect(page.locator("#speed input[type=number]")).to_have_value("1.5")
+    page.locator("#generate").click()
+    page.locator("#take-0 a.download-link").wait_for()
+    assert page.evaluate(PLAYABLE_JS, page.locator("#take-0 a.download-link").get_attribute("href")) > 0
+    expect(page.locator("#message")).to_be_hidden()

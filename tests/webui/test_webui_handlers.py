@@ -13,7 +13,14 @@ from omegaconf import OmegaConf
 
 from speechlm.errors import InputError, SpeechLMError
 from speechlm.webui.errors import show_errors
-from speechlm.webui.handlers import MAX_TAKES, UPLOADED, Handlers, Request
+from speechlm.webui.handlers import MAX_CLIPS, MAX_TAKES, UPLOADED, Handlers, Request
+
+
+def by_key(app) -> dict:
+    """The page's components by their label's translation key (``top_p``, ``take_1``, …)."""
+    from gradio.i18n import I18nData
+
+    return {b.label.key: b for b in app.blocks.values() if isinstance(getattr(b, "label", None), I18nData)}
 
 
 def request(text="Hello there.", **changes) -> Request:
@@ -132,8 +139,12 @@ def test_saved_voices_of_the_api_store(handlers, tmp_path, reference_clip):
     assert choices[0][1] == UPLOADED and [c[1] for c in choices[1:]] == ["alice"]
     use_ref, text = handlers.select_voice("alice")
     assert use_ref["value"] is True and text["value"] == "Hello, I am Alice."
-    ref = handlers._reference(request(use_reference=True, voice_id="alice"))
+    [ref] = handlers._reference(request(use_reference=True, voice_id="alice"))
     assert ref.text == "Hello, I am Alice." and ref.codes.ndim == 2
+    # a saved voice plus a further uploaded clip: both prompt the model, the saved one first
+    refs = handlers._reference(request(use_reference=True, voice_id="alice",
+                                       clips=((str(reference_clip), "Another clip."),)))
+    assert [r.text for r in refs] == ["Hello, I am Alice.", "Another clip."]
     with pytest.raises(SpeechLMError, match="no saved voice"):
         handlers._reference(request(use_reference=True, voice_id="bob"))
 
@@ -172,12 +183,14 @@ def test_page_builds_with_every_control(tiny_tts):
     from speechlm.webui import build_app
 
     app = build_app(tiny_tts, defaults={"seed": None, "decoder": "vqgan", "top_p": 0.8})
-    labels = {getattr(b, "label", None) for b in app.blocks.values()}
-    for label in ("Input text", "Top-p", "Temperature", "Repetition penalty", "Decoder", "Number of takes",
-                  "Reference text (transcript of the clip)", "Streaming output (plays as segments arrive)"):
-        assert label in labels, label
-    by_label = {b.label: b for b in app.blocks.values() if getattr(b, "label", None)}
-    assert by_label["Decoder"].value == "vqgan" and by_label["Top-p"].value == 0.8
+    controls = by_key(app)
+    for key in ("text", "normalize", "top_p", "temperature", "repetition_penalty", "decoder", "num_takes", "speed",
+                "speaker", "reference_text", "stream_audio", *(f"clip_audio_{n}" for n in range(2, MAX_CLIPS + 1)),
+                *(f"clip_text_{n}" for n in range(2, MAX_CLIPS + 1))):
+        assert key in controls, key
+    assert controls["decoder"].value == "vqgan" and controls["top_p"].value == 0.8
+    speed = controls["speed"]
+    assert (speed.minimum, speed.maximum, speed.value) == (0.25, 4.0, 1.0)
     app.close()
 
 
@@ -215,8 +228,7 @@ def test_task_webui_composes_and_launches(tiny_tts, tiny_dir, tmp_path, monkeypa
     assert (calls["host"], calls["port"], calls["share"], calls["block"]) == ("0.0.0.0", 7999, False, True)
     handlers = calls["app"].handlers
     assert handlers.tts is tiny_tts and handlers.voices is not None and handlers.voices.list() == []
-    top_p = [b for b in calls["app"].blocks.values() if getattr(b, "label", None) == "Top-p"]
-    assert top_p[0].value == 0.8  # control defaults come from the config
+    assert by_key(calls["app"])["top_p"].value == 0.8  # control defaults come from the config
     calls["app"].close()
 
 
@@ -225,14 +237,80 @@ def test_controls_take_range_step_and_help_from_params(tiny_tts):
     from speechlm.webui import build_app
 
     app = build_app(tiny_tts)
-    by_label = {b.label: b for b in app.blocks.values() if getattr(b, "label", None)}
-    for label, name in (("Top-p", "top_p"), ("Temperature", "temperature"), ("Repetition penalty",
-                                                                             "repetition_penalty")):
-        slider, p = by_label[label], PARAMS[name]
+    by_label = by_key(app)
+    for name in ("top_p", "temperature", "repetition_penalty", "speed"):
+        slider, p = by_label[name], PARAMS[name]
         assert (slider.minimum, slider.maximum, slider.step, slider.value) == (p.lo, p.hi, p.step, p.default)
-        assert slider.info == p.help
-    chunk = by_label["Iterative prompt length (characters per segment; 0 = off)"]
+        assert slider.info == p.help or name == "speed"
+    chunk = by_label["chunk_length"]
     assert (chunk.minimum, chunk.maximum, chunk.value) == (PARAMS["chunk_length"].lo, PARAMS["chunk_length"].hi,
                                                            PARAMS["chunk_length"].default)
-    assert [c[1] for c in by_label["Decoder"].choices] == list(PARAMS["decoder"].choices)
+    assert [c[1] for c in by_label["decoder"].choices] == list(PARAMS["decoder"].choices)
+    app.close()
+
+
+def _spy(monkeypatch, tts, method: str) -> dict:
+    """Record what the handler hands ``tts.<method>`` (the real method still runs)."""
+    seen, real = {}, getattr(tts, method)
+
+    def spy(text, params=None, **kwargs):  # takes params= as the pipeline does (call_pipeline checks)
+        seen.update(params=params, **kwargs)
+        return real(text, params=params, **kwargs)
+
+    monkeypatch.setattr(tts, method, spy)
+    return seen
+
+
+def test_every_clip_prompts_the_model(handlers, reference_clip, monkeypatch):
+    seen = _spy(monkeypatch, handlers.tts, "synthesize")
+    clips = ((str(reference_clip), "The second clip."), (None, ""), (str(reference_clip), ""))
+    handlers.generate(request(use_reference=True, reference_audio=str(reference_clip), reference_text="The first.",
+                              clips=clips))
+    assert [r.text for r in seen["reference"]] == ["The first.", "The second clip.", None]  # clip 4: timbre only
+    with pytest.raises(InputError, match="reference text 3 is filled in but reference audio 3 is empty"):
+        handlers.generate(request(use_reference=True, reference_audio=str(reference_clip),
+                                  clips=((None, ""), (None, "orphan transcript"))))
+    with pytest.raises(InputError, match="no clip was uploaded"):
+        handlers.generate(request(use_reference=True, clips=((None, ""),)))
+
+
+@pytest.mark.parametrize("method", ["synthesize", "stream"])
+def test_speed_and_speaker_reach_the_pipeline(handlers, monkeypatch, method):
+    seen = _spy(monkeypatch, handlers.tts, method)
+    req = request(speed=2.0, speaker=" alice ")
+    list(handlers.generate_stream(req)) if method == "stream" else handlers.generate(req)
+    assert seen["params"].speed == 2.0 and seen["params"].speaker == "alice"
+
+
+def test_speed_changes_the_take_length(handlers):
+    lengths = {}
+    for speed in (1.0, 2.0):
+        out = handlers.generate(request("Hello there, a longer sentence.", speed=speed, seed=5))
+        lengths[speed] = sf.info(out[MAX_TAKES]["value"]).frames
+    assert lengths[2.0] == pytest.approx(lengths[1.0] / 2, rel=0.05)  # same take, half as long
+    with pytest.raises(InputError, match="speed"):
+        handlers.generate(request(speed=5.0))
+
+
+def test_make_request_maps_the_page_values():
+    from speechlm.webui.app import CONTROLS, make_request
+
+    values = [f"v{i}" for i in range(len(CONTROLS))] + ["a2", "t2", "a3", "t3"]
+    req = make_request(values)
+    assert req.text == "v0" and req.speed == f"v{len(CONTROLS) - 1}" and req.clips == (("a2", "t2"), ("a3", "t3"))
+
+
+def test_translations_cover_every_label_in_four_languages(tiny_tts):
+    from speechlm.webui import build_app
+    from speechlm.webui.i18n import I18N, LOCALES, english, table
+
+    assert LOCALES == ("en", "zh-CN", "ja", "es")
+    tables = {loc: table(loc) for loc in LOCALES}
+    assert all(tables[loc].keys() == tables["en"].keys() for loc in LOCALES)
+    for loc in LOCALES[1:]:  # actually translated, not English copies
+        assert tables[loc]["generate"] != tables["en"]["generate"] and tables[loc]["text"] != tables["en"]["text"]
+    assert tables["zh-CN"]["generate"] == "生成" and tables["es"]["take_2"] == "Toma 2"
+    assert I18N.translations["zh"] is I18N.translations["zh-TW"] == tables["zh-CN"]  # regional variants
+    app = build_app(tiny_tts)
+    assert set(by_key(app)) <= tables["en"].keys() and english("take_1") == "Take 1"
     app.close()

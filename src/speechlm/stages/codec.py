@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -94,13 +95,7 @@ class VQGANCodec:
         Returns:
             ``(num_groups, N // hop_length // frames_per_token)`` int64 on the CPU.
         """
-        audio = torch.as_tensor(audio)
-        if audio.ndim != 1:
-            raise InputError(f"encode expects mono audio of shape (N,), got {tuple(audio.shape)}",
-                             "downmix to one channel first")
-        if audio.shape[0] < self.min_samples:
-            raise AudioError(f"audio of {audio.shape[0]} samples is shorter than one token",
-                             f"pass at least {self.min_samples} samples ({self.min_samples / self.sample_rate:.3f} s)")
+        audio = self._check_audio(audio)
         x = audio.to(self.device, torch.float32)[None]  # (1, N)
         f, total = self.frames_per_token, audio.shape[0] // self.hop_length
         tokens, out = total // f, []
@@ -112,6 +107,61 @@ class VQGANCodec:
             codes = self.vqgan.encode_mel(mel)  # (1, G, (hi - lo) // f)
             out.append(codes[0, :, (a - lo) // f:(b - lo) // f])
         return torch.cat(out, dim=-1).long().cpu()
+
+    @torch.inference_mode()
+    def encode_batch(self, audios: Sequence[Tensor | np.ndarray]) -> list[Tensor]:
+        """Several mono clips -> their code ids, exactly as :meth:`encode` gives each one.
+
+        Clips up to one encode window long are run through the encoder together, their mels
+        zero-padded to the longest. Padding changes only the last tokens of a shorter clip (those
+        within ``encode_context`` frames of its end), so those are recomputed from that clip alone,
+        as :meth:`encode`'s windows do. Longer clips are encoded one by one (they fill a batch alone).
+
+        Args:
+            audios: ``(N_i,)`` float waveforms at :attr:`sample_rate`.
+
+        Returns:
+            one ``(num_groups, N_i // hop_length // frames_per_token)`` int64 tensor (CPU) per clip.
+        """
+        clips = [self._check_audio(a) for a in audios]
+        out: list[Tensor | None] = [None] * len(clips)
+        mels: dict[int, Tensor] = {}
+        for i, clip in enumerate(clips):
+            total = clip.shape[0] // self.hop_length
+            if total > self.encode_window_frames or len(clips) == 1:
+                out[i] = self.encode(clip)
+            else:
+                mels[i] = self.vqgan.encode_mel_transform.frames(clip.to(self.device, torch.float32)[None], 0,
+                                                                 total)[0]  # (n_mels, total)
+        if mels:
+            f = self.frames_per_token
+            width = math.ceil(max(m.shape[-1] for m in mels.values()) / f) * f
+            batch = torch.zeros(len(mels), next(iter(mels.values())).shape[0], width, device=self.device)
+            for row, mel in enumerate(mels.values()):
+                batch[row, :, :mel.shape[-1]] = mel
+            codes = self.vqgan.encode_mel(batch)  # (B, G, width // f)
+            for row, (i, mel) in enumerate(mels.items()):
+                out[i] = self._with_exact_tail(codes[row], mel)
+        return out
+
+    def _with_exact_tail(self, padded_codes: Tensor, mel: Tensor) -> Tensor:
+        """A batched clip's codes, with the tokens the padding could reach recomputed from ``mel`` alone."""
+        f, total = self.frames_per_token, mel.shape[-1]
+        tokens = total // f
+        exact = min(tokens, max(0, (total - self.encode_context) // f))  # receptive field inside the clip
+        lo = max(0, exact * f - self.encode_context)
+        tail = self.vqgan.encode_mel(mel[None, :, lo:total])[0, :, (exact * f - lo) // f:][:, :tokens - exact]
+        return torch.cat([padded_codes[:, :exact], tail], dim=-1).long().cpu()
+
+    def _check_audio(self, audio: Tensor | np.ndarray) -> Tensor:
+        audio = torch.as_tensor(audio)
+        if audio.ndim != 1:
+            raise InputError(f"encode expects mono audio of shape (N,), got {tuple(audio.shape)}",
+                             "downmix to one channel first")
+        if audio.shape[0] < self.min_samples:
+            raise AudioError(f"audio of {audio.shape[0]} samples is shorter than one token",
+                             f"pass at least {self.min_samples} samples ({self.min_samples / self.sample_rate:.3f} s)")
+        return audio
 
     def _check_codes(self, codes) -> Tensor:
         codes = torch.as_tensor(codes)

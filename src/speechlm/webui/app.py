@@ -1,7 +1,8 @@
 """The Gradio page: controls of the v1.1.2 web UI, wired to :class:`~speechlm.webui.handlers.Handlers`.
 
-``build_app(tts)`` returns the ``gr.Blocks``; ``launch(app, ...)`` serves it with the page theme
-(Gradio 6 takes theme and CSS at launch). No analytics, no fonts or scripts from the internet.
+``build_app(tts)`` returns the ``gr.Blocks``; ``launch(app, ...)`` serves it with the page theme and
+the translations of :mod:`speechlm.webui.i18n` (Gradio 6 takes theme, CSS and i18n at launch); the page
+follows the browser's language. No analytics, no fonts or scripts from the internet.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import gradio as gr
 
 from speechlm.params import PARAMS, SynthesisParams
 from speechlm.webui.errors import show_errors
-from speechlm.webui.handlers import MAX_TAKES, UPLOADED, Handlers, Request
+from speechlm.webui.handlers import MAX_CLIPS, MAX_TAKES, UPLOADED, Handlers, Request
+from speechlm.webui.i18n import I18N, t
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,6 @@ CSS = """
                   padding: 0.6em 0.9em; }
 footer { display: none !important; }
 """
-HEADER = """# speechlm · voice-cloning text-to-speech
-Type a text, optionally give a 5–10 s reference clip (and its transcript) for the voice, then **Generate**.
-Checkpoint-compatible with Fish Speech 1.1 (weights under CC BY-NC-SA 4.0). Do not clone voices without consent."""
 
 
 def _status_line(tts) -> str:
@@ -52,11 +51,14 @@ def _max_tokens_limit(tts) -> int:
     return int(min(context, PARAMS["max_new_tokens"].hi))
 
 
-def _slider(name: str, label: str, value, hi: float | None = None) -> gr.Slider:
-    """A slider whose range, step and help text are those of :data:`speechlm.params.PARAMS` ``name``."""
+def _slider(name: str, value, hi: float | None = None, info=None) -> gr.Slider:
+    """A slider whose range, step and help text are those of :data:`speechlm.params.PARAMS` ``name``.
+
+    Its label is the translation of key ``name`` (the help text stays English unless ``info`` is given).
+    """
     p = PARAMS[name]
-    return gr.Slider(p.lo, p.hi if hi is None else hi, value=value, step=p.step, label=label, info=p.help,
-                     elem_id=name.replace("_", "-"))
+    return gr.Slider(p.lo, p.hi if hi is None else hi, value=value, step=p.step, label=t(name),
+                     info=p.help if info is None else info, elem_id=name.replace("_", "-"))
 
 
 def _initial(defaults: dict | None) -> SynthesisParams:
@@ -65,66 +67,72 @@ def _initial(defaults: dict | None) -> SynthesisParams:
 
 
 def _text_inputs(p: SynthesisParams) -> dict:
-    text = gr.Textbox(label="Input text", placeholder="Put your text here.", lines=6, elem_id="text")
-    normalize = gr.Checkbox(label="Text normalization (Unicode NFKC, accents folded)", value=p.normalize,
-                            info=PARAMS["normalize"].help, elem_id="normalize")
-    preview = gr.Textbox(label="Text the model reads (after normalization and cleaning)", lines=3,
-                         interactive=False, elem_id="preview")
-    return dict(text=text, normalize=normalize, preview=preview)
+    text = gr.Textbox(label=t("text"), placeholder=t("text_placeholder"), lines=6, elem_id="text")
+    normalize = gr.Checkbox(label=t("normalize"), value=p.normalize, info=t("normalize_info"), elem_id="normalize")
+    preview = gr.Textbox(label=t("preview"), lines=3, interactive=False, elem_id="preview")
+    speed = _slider("speed", p.speed, info=t("speed_info"))
+    return dict(text=text, normalize=normalize, preview=preview, speed=speed)
+
+
+def _clip(audio_key: str, text_key: str, suffix: str = "") -> tuple[gr.Audio, gr.Textbox]:
+    """One reference clip slot: the audio (upload or record) and its transcript."""
+    audio = gr.Audio(label=t(audio_key), sources=["upload", "microphone"], type="filepath",
+                     elem_id=f"reference-audio{suffix}")
+    text = gr.Textbox(label=t(text_key), lines=2, elem_id=f"reference-text{suffix}")
+    return audio, text
 
 
 def _reference_tab(handlers: Handlers) -> dict:
-    gr.Markdown("5–10 seconds of clean speech in the voice to clone, and what it says.")
-    use_reference = gr.Checkbox(label="Use reference voice", value=False, elem_id="use-ref")
+    gr.Markdown(t("reference_help"))
+    use_reference = gr.Checkbox(label=t("use_reference"), value=False, elem_id="use-ref")
     with gr.Row(equal_height=False):
-        voice = gr.Dropdown(label="Saved voice (from the API's voice store)", choices=handlers.voice_choices(),
-                            value=UPLOADED, scale=4, elem_id="voice")
-        refresh = gr.Button("Refresh list", scale=0, min_width=110, size="sm")
-    reference_audio = gr.Audio(label="Reference audio (upload or record)", sources=["upload", "microphone"],
-                               type="filepath", elem_id="reference-audio")
-    reference_text = gr.Textbox(label="Reference text (transcript of the clip)", lines=2, elem_id="reference-text")
+        voice = gr.Dropdown(label=t("voice"), choices=handlers.voice_choices(), value=UPLOADED, scale=4,
+                            elem_id="voice")
+        refresh = gr.Button(t("refresh"), scale=0, min_width=110, size="sm")
+    reference_audio, reference_text = _clip("reference_audio", "reference_text")
+    more = []
+    with gr.Accordion(t("more_clips"), open=False, elem_id="more-clips"):
+        for n in range(2, MAX_CLIPS + 1):
+            more += _clip(f"clip_audio_{n}", f"clip_text_{n}", suffix=f"-{n}")
     return dict(use_reference=use_reference, voice=voice, refresh=refresh, reference_audio=reference_audio,
-                reference_text=reference_text)
+                reference_text=reference_text, more_clips=more)
 
 
 def _advanced_tab(p: SynthesisParams, tts) -> dict:
     decoder = PARAMS["decoder"]
     names = {"vits": "VITS (recommended)", "vqgan": "VQGAN + Firefly"}
     return dict(
-        chunk_length=_slider("chunk_length", "Iterative prompt length (characters per segment; 0 = off)",
-                             p.chunk_length),
-        max_new_tokens=_slider("max_new_tokens", "Max new tokens per segment (0 = no limit)", p.max_new_tokens,
-                               hi=_max_tokens_limit(tts)),
-        top_p=_slider("top_p", "Top-p", p.top_p),
-        repetition_penalty=_slider("repetition_penalty", "Repetition penalty", p.repetition_penalty),
-        temperature=_slider("temperature", "Temperature", p.temperature),
-        speaker=gr.Textbox(label="Speaker (name in the prompt; empty = default)", value=p.speaker or "",
-                           info=PARAMS["speaker"].help),
-        seed=gr.Number(label="Seed (-1 = random; the summary shows the one used)", info=PARAMS["seed"].help,
-                       value=-1 if p.seed is None else p.seed, precision=0),
-        decoder=gr.Radio([(names.get(c, c), c) for c in decoder.choices], value=p.decoder, label="Decoder",
-                         info=decoder.help),
-        num_takes=_slider("num_samples", "Number of takes", min(p.num_samples, MAX_TAKES),
-                          hi=min(MAX_TAKES, PARAMS["num_samples"].hi)),
+        chunk_length=_slider("chunk_length", p.chunk_length),
+        max_new_tokens=_slider("max_new_tokens", p.max_new_tokens, hi=_max_tokens_limit(tts)),
+        top_p=_slider("top_p", p.top_p),
+        repetition_penalty=_slider("repetition_penalty", p.repetition_penalty),
+        temperature=_slider("temperature", p.temperature),
+        speaker=gr.Textbox(label=t("speaker"), value=p.speaker or "", info=t("speaker_info"), elem_id="speaker"),
+        seed=gr.Number(label=t("seed"), info=PARAMS["seed"].help, value=-1 if p.seed is None else p.seed,
+                       precision=0, elem_id="seed"),
+        decoder=gr.Radio([(names.get(c, c), c) for c in decoder.choices], value=p.decoder, label=t("decoder"),
+                         info=decoder.help, elem_id="decoder"),
+        num_takes=gr.Slider(1, min(MAX_TAKES, PARAMS["num_samples"].hi), value=min(p.num_samples, MAX_TAKES), step=1,
+                            label=t("num_takes"), info=PARAMS["num_samples"].help, elem_id="num-takes"),
     )
 
 
 def _output_column() -> dict:
     with gr.Row():
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        generate_stream = gr.Button("Generate streaming", variant="secondary", elem_id="generate-stream")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=100)
+        generate = gr.Button(t("generate"), variant="primary", elem_id="generate")
+        generate_stream = gr.Button(t("generate_stream"), variant="secondary", elem_id="generate-stream")
+        stop = gr.Button(t("stop"), variant="stop", elem_id="stop", scale=0, min_width=100)
     out = dict(generate=generate, generate_stream=generate_stream, stop=stop,
                message=gr.HTML(visible=False, elem_id="message"), summary=gr.Markdown(elem_id="summary"),
-               stream_audio=gr.Audio(label="Streaming output (plays as segments arrive)", streaming=True,
+               stream_audio=gr.Audio(label=t("stream_audio"), streaming=True,
                                      autoplay=True, interactive=False, elem_id="stream-audio"),
                panels=[], players=[], pictures=[])
     for i in range(MAX_TAKES):
         with gr.Column(variant="panel", visible=i == 0) as panel:
             out["panels"].append(panel)
-            out["players"].append(gr.Audio(label=f"Take {i + 1}", type="filepath", interactive=False,
+            out["players"].append(gr.Audio(label=t(f"take_{i + 1}"), type="filepath", interactive=False,
                                            buttons=["download"], elem_id=f"take-{i}"))
-            out["pictures"].append(gr.Image(label=f"Take {i + 1}: mel spectrogram", type="filepath",
+            out["pictures"].append(gr.Image(label=t(f"spectrogram_{i + 1}"), type="filepath",
                                             interactive=False, show_label=False, height=200, elem_id=f"spec-{i}"))
     return out
 
@@ -136,32 +144,39 @@ def _layout(tts, handlers: Handlers, p: SynthesisParams) -> dict:
         with gr.Column(scale=5):
             c.update(_text_inputs(p))
             with gr.Tabs():
-                with gr.Tab("Reference voice"):
+                with gr.Tab(t("tab_reference")):
                     c.update(_reference_tab(handlers))
-                with gr.Tab("Advanced"):
+                with gr.Tab(t("tab_advanced")):
                     c.update(_advanced_tab(p, tts))
         with gr.Column(scale=5):
             c.update(_output_column())
     return c
 
 
-# The generation controls, in the order of :class:`~speechlm.webui.handlers.Request`'s fields.
+# The generation controls, in the order of :class:`~speechlm.webui.handlers.Request`'s fields; the
+# further clips' (audio, text) pairs follow them.
 CONTROLS = ("text", "normalize", "use_reference", "voice", "reference_audio", "reference_text", "chunk_length",
-            "max_new_tokens", "top_p", "repetition_penalty", "temperature", "speaker", "seed", "decoder")
+            "max_new_tokens", "top_p", "repetition_penalty", "temperature", "speaker", "seed", "decoder", "speed")
+
+
+def make_request(values) -> Request:
+    """The :class:`Request` of the controls' values (``CONTROLS``, then the further clips' pairs)."""
+    core, more = values[:len(CONTROLS)], values[len(CONTROLS):]
+    return Request(*core, clips=tuple(zip(more[0::2], more[1::2])))
 
 
 def _wire(app: gr.Blocks, tts, handlers: Handlers, c: dict) -> None:
     """Connect the buttons and live previews to the handlers."""
-    controls = [c[name] for name in CONTROLS]
+    controls = [c[name] for name in CONTROLS] + c["more_clips"]
     take_outputs = [*c["panels"], *c["players"], *c["pictures"], c["summary"], c["message"]]
 
     @show_errors(len(take_outputs))
     def on_generate(*values, progress=gr.Progress()):
-        return handlers.generate(Request(*values[:-1]), num_takes=values[-1], progress=progress)
+        return handlers.generate(make_request(values[:-1]), num_takes=values[-1], progress=progress)
 
     @show_errors(1 + len(take_outputs))
     def on_generate_stream(*values, progress=gr.Progress()):
-        yield from handlers.generate_stream(Request(*values), progress=progress)
+        yield from handlers.generate_stream(make_request(values), progress=progress)
 
     for trigger in (c["text"].change, c["normalize"].change):
         trigger(handlers.preview_text, [c["text"], c["normalize"]], c["preview"], show_progress="hidden",
@@ -190,7 +205,7 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
     """
     handlers = Handlers(tts, voices=voices, output_dir=output_dir)
     with gr.Blocks(title="speechlm", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
-        gr.Markdown(HEADER)
+        gr.Markdown(t("header"))
         _wire(app, tts, handlers, _layout(tts, handlers, _initial(defaults)))
     app.handlers = handlers  # for tests and embedding
     return app
@@ -202,4 +217,4 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: boo
     return app.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, theme=THEME, css=CSS,
         ssr_mode=False, mcp_server=False, footer_links=[], quiet=not block, inbrowser=False,
-        max_file_size=MAX_UPLOAD)
+        max_file_size=MAX_UPLOAD, i18n=I18N)

@@ -31,7 +31,8 @@ from speechlm.webui.spectrogram import save_spectrogram_png
 log = logging.getLogger(__name__)
 
 MAX_TAKES = 4           # audio players laid out in the page (the original's batch limit)
-UPLOADED = ""           # dropdown value meaning "use the uploaded / recorded clip"
+MAX_CLIPS = 4           # reference clip slots laid out in the page (the first one plus three more)
+UPLOADED = ""           # dropdown value meaning "use the uploaded / recorded clips"
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Request:
     speaker: str
     seed: float | None            # -1 or empty = a random seed (reported in the summary)
     decoder: str
+    speed: float = 1.0
+    clips: tuple[tuple[str | None, str], ...] = ()  # more (audio path, transcript) clips of the same voice
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -100,7 +103,7 @@ class Handlers:
 
     def voice_choices(self) -> list[tuple[str, str]]:
         """Dropdown choices: the uploaded clip first, then every saved voice of the store."""
-        choices = [("Uploaded / recorded clip", UPLOADED)]
+        choices = [("Uploaded / recorded clips", UPLOADED)]
         if self.voices is None:
             return choices
         try:
@@ -133,19 +136,36 @@ class Handlers:
         self._stop.set()
 
     # ------------------------------------------------------------------ helpers
-    def _reference(self, req: Request):
+    @staticmethod
+    def _uploaded_clips(req: Request) -> list[tuple[str, str]]:
+        """The (audio, transcript) pairs given in the clip slots; a transcript without its clip is refused."""
+        slots = [(req.reference_audio, req.reference_text), *req.clips]
+        for n, (audio, text) in enumerate(slots[1:], 2):
+            if not audio and (text or "").strip():
+                raise InputError(f"reference text {n} is filled in but reference audio {n} is empty",
+                                 f"upload or record clip {n}, or clear its text", field="reference")
+        if req.voice_id:  # slot 1 then shows the saved voice's transcript, not an upload of its own
+            slots = slots[1:]
+        return [(audio, text) for audio, text in slots if audio]
+
+    def _reference(self, req: Request) -> list | None:
+        """Every reference clip of the request, encoded (saved voice first), or None when it is off."""
         if not req.use_reference:
             return None
+        references = []
         if req.voice_id:
             if self.voices is None:
                 raise InputError(f"saved voice '{req.voice_id}' cannot be loaded: no voice store is configured",
                                  "set references_dir=... or upload a clip", field="voice")
-            return self.voices.reference(req.voice_id, self.tts.encode_reference, field="voice")
-        if not req.reference_audio:
+            saved = self.voices.reference(req.voice_id, self.tts.encode_reference, field="voice")
+            references += list(saved) if isinstance(saved, (list, tuple)) else [saved]
+        # an empty transcript = that clip gives the timbre only (as v1.1.2)
+        references += [self.tts.encode_reference(audio, text) for audio, text in self._uploaded_clips(req)]
+        if not references:
             raise InputError("the reference voice is enabled but no clip was uploaded or recorded",
                              "upload a 5–10 s clip, pick a saved voice, or untick 'Use reference voice'",
                              field="reference")
-        return self.tts.encode_reference(req.reference_audio, req.reference_text)  # it refuses an empty transcript
+        return references
 
     @staticmethod
     def _seed(value: float | None) -> int:
@@ -159,7 +179,8 @@ class Handlers:
             speaker=(req.speaker or "").strip() or None, seed=self._seed(req.seed), num_samples=int(num_takes),
             max_new_tokens=int(req.max_new_tokens), chunk_length=int(req.chunk_length), top_p=float(req.top_p),
             temperature=float(req.temperature), repetition_penalty=float(req.repetition_penalty),
-            normalize=bool(req.normalize), **({"decoder": req.decoder} if req.decoder else {}))
+            normalize=bool(req.normalize), speed=float(req.speed),
+            **({"decoder": req.decoder} if req.decoder else {}))
 
     def _files(self, stem: str) -> tuple[Path, Path]:
         with self._counter_lock:
@@ -213,7 +234,7 @@ class Handlers:
             if shown:
                 wav_path, png_path = self._write_take(result.takes[i], result.sample_rate, i)
             panels.append(gr.update(visible=shown))
-            players.append(gr.update(value=wav_path, label=f"Take {i + 1}"))
+            players.append(gr.update(value=wav_path))  # the label stays the page's (translated) one
             pictures.append(gr.update(value=png_path))
         summary = self._summary(result.tokens, result.wall_seconds, result.audio_seconds, n=len(result.takes),
                                 segments=result.segments, seed=params.seed)
@@ -258,7 +279,7 @@ class Handlers:
         wav_path, png_path = self._write_take(audio, sample_rate, 0)
         summary = self._summary(tokens, wall, len(audio) / sample_rate, n=1, segments=len(parts),
                                 seed=params.seed, first_audio=first_audio)
-        yield [None, *panels, gr.update(value=wav_path, label="Take 1 (streamed)"), *cleared[1:],
+        yield [None, *panels, gr.update(value=wav_path), *cleared[1:],
                gr.update(value=png_path), *cleared[1:], summary]
 
     @staticmethod
