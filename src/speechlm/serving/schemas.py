@@ -23,7 +23,7 @@ VoiceId = Annotated[str, Field(pattern=f"^{VOICE_ID_PATTERN}$",
                                description="a saved voice id (letters, digits, _ . -)")]
 # The request fields that are synthesis parameters, by their speechlm.params name.
 SAMPLING_FIELDS = ("max_new_tokens", "chunk_length", "top_p", "repetition_penalty", "temperature", "speaker",
-                   "num_samples", "speed")
+                   "num_samples", "speed", "noise_scale")
 Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS)]
 _EMOTION_HELP = ("pick the clips of the saved voice (or of `references`) tagged with this emotion; 400 when "
                  "none is")
@@ -65,6 +65,7 @@ class InvokeRequest(BaseModel):
     temperature: float = api_field("temperature", strict=True)
     speaker: Optional[str] = api_field("speaker", max_length=100)
     speed: float = api_field("speed", strict=True)
+    noise_scale: float = api_field("noise_scale", strict=True)
     format: Literal["wav", "mp3", "flac"] = "wav"
     streaming: bool = Field(False, description="WAV header, then 16-bit PCM per segment as it is decoded")
     # The API's seed defaults to null (a random take per request, as the original's API), not the CLI's.
