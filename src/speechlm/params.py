@@ -99,7 +99,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("decoder", "choice", "vits", "vits (recommended) or vqgan (VQGAN decoder + Firefly vocoder)",
           choices=("vits", "vqgan")),
     Param("noise_scale", "float", 0.5, "VITS prior noise (0 = the deterministic mean)", 0.0, 10.0, step=0.05),
-    Param("normalize", "bool", True, "NFKC + accent folding before the original's text cleaning"),
+    Param("normalize", "bool", True, "NFKC, accent folding, and numbers, dates, times, money and units "
+          "spelled out (English, Chinese) before the original's text cleaning"),
     Param("speed", "float", 1.0, "speaking rate of the output (2 = twice as fast, 0.5 = half); pitch kept "
           "(Rubber Band time stretching)", 0.25, 4.0, step=0.05),
 ]}
