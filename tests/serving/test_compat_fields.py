@@ -223,3 +223,16 @@ def test_python_list_of_references(tts, spy):
     assert len(result.audio) > 0 and spy[-1]["prompts"] == ["one", "two"]
     chunks = list(tts.stream(TEXT, reference=tuple(refs[:2]), seed=1, speed=1.5))
     assert chunks and spy[-1]["prompts"] == ["one", "two"]
+
+
+# ------------------------------------------------------- reference without transcript
+def test_invoke_reference_audio_without_transcript_is_timbre_only(client, spy):
+    """v1.1.2: a clip without reference_text still gives the timbre; the language model is not prompted."""
+    body = {"text": TEXT, "seed": 1, "reference_audio": _b64(wav_bytes(1.5, seed=3))}
+    r = client.post("/v1/invoke", json=body)
+    assert r.status_code == 200, r.text
+    assert spy and all(call["prompts"] == [] for call in spy)
+    spy.clear()
+    r = client.post("/v1/invoke", json={**body, "reference_text": "what the clip says"})
+    assert r.status_code == 200, r.text
+    assert spy and all(call["prompts"] == ["what the clip says"] for call in spy)

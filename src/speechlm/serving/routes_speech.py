@@ -115,9 +115,8 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     audio = None
     if req.reference_audio is not None:
         audio = _decode_reference(req.reference_audio, settings.max_reference_bytes)
-        if not (req.reference_text or "").strip():
-            raise InputError("reference_text is required with reference_audio",
-                             "pass the transcript of the reference audio", field="reference_text")
+    # reference_audio without reference_text: timbre only (the model is not prompted), as in v1.1.2
+    reference_text = (req.reference_text or "").strip() or None
     voice = server.store.get(req.reference_id, field="reference_id") if req.reference_id is not None else None
     if voice is not None:
         voice.select(req.emotion)  # 400 now, before queueing, when no clip has that emotion
@@ -131,7 +130,7 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
               "max_new_tokens": req.max_new_tokens or cap}
     values["speaker"] = _speaker(req.speaker, voice, server)
     params = server.defaults().replace(**values)  # validated once, here
-    return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=req.reference_text,
+    return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
                      reference_id=req.reference_id, clips=clips, emotion=req.emotion)
 
 

@@ -46,7 +46,8 @@ class InvokeRequest(BaseModel):
         "examples": [{"text": "Hello world.", "format": "wav", "streaming": False}]})
 
     text: str = Field(description="text to speak")
-    reference_text: Optional[str] = Field(None, description="transcript of reference_audio")
+    reference_text: Optional[str] = Field(None, description="transcript of reference_audio; without it the clip "
+                                                             "gives only the timbre (give it for full cloning)")
     reference_audio: Optional[str] = Field(None, description="base64-encoded audio file (wav/flac/mp3/ogg)")
     reference_id: Optional[VoiceId] = Field(None, description="a saved voice id (see /v1/references): all its "
                                                               "clips prompt the model")
