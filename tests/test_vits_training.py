@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from functools import partial
@@ -84,3 +85,33 @@ def test_losses_match_their_definitions():
     z = torch.zeros(1, 2, 4)
     mask = torch.ones(1, 1, 4)
     assert kl_loss(z, z, z, z, mask).item() == pytest.approx(-0.5 * 2)
+
+
+def test_vits_data_uses_the_prepare_split(tmp_path):
+    """Like text2semantic, the VITS data module takes task=prepare's train/val filelists when both exist."""
+    import soundfile as sf
+
+    from speechlm.data.vits import VITSData
+    from speechlm.errors import InputError
+
+    root = tmp_path / "data"
+    for speaker in ("alice", "bob"):
+        (root / speaker).mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / speaker / f"u{i}.wav", np.zeros(4410, np.float32), 44100)
+            (root / speaker / f"u{i}.lab").write_text(f"{speaker} says {i}", encoding="utf-8")
+    train = ["alice/u0.wav", "alice/u1.wav", "bob/u0.wav", "bob/u2.wav"]
+    (root / "train_filelist.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (root / "val_filelist.txt").write_text("alice/u2.wav\nbob/u1.wav\n", encoding="utf-8")
+
+    def split(**kw):
+        dm = VITSData(str(root), **kw)
+        dm.setup()
+        return tuple([c.audio.relative_to(root).as_posix() for c in ds.clips] for ds in (dm.train_set, dm.val_set))
+
+    assert split() == (train, ["alice/u2.wav", "bob/u1.wav"])
+    own = split(use_filelists=False, val_fraction=0.3)
+    assert len(own[0]) + len(own[1]) == 6 and own != split()
+    (root / "val_filelist.txt").write_text("alice/u2.wav\ncarol/u9.wav\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"'carol/u9.wav' of val_filelist.txt has no .wav"):
+        split()

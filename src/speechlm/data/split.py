@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import random
-from typing import Sequence, TypeVar
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 import lightning as L
 from torch.utils.data import Dataset
@@ -11,6 +13,9 @@ from torch.utils.data import Dataset
 from speechlm.errors import InputError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+FILELISTS = ("train_filelist.txt", "val_filelist.txt")  # what task=prepare writes into the data folder
 
 
 def split_train_val(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
@@ -41,6 +46,27 @@ def split_train_val(items: Sequence[T], val_fraction: float, seed: int) -> tuple
     return shuffled[n_val:], shuffled[:n_val]
 
 
+def read_filelists(root: str | Path, item: Callable[[Path, str, Path], T]) -> tuple[list[T], list[T]] | None:
+    """``(train, val)`` from ``root/train_filelist.txt`` + ``val_filelist.txt`` (task=prepare), or None when
+    either file is missing. ``item(root, line, filelist)`` turns one ``<speaker>/<name>.wav`` line into an
+    item (and raises a one-line error when its files are missing). An empty validation list falls back to
+    the training items.
+
+    Raises:
+        InputError: an empty training list (or what ``item`` raises).
+    """
+    root = Path(root)
+    paths = [root / name for name in FILELISTS]
+    if not all(p.is_file() for p in paths):
+        return None
+    train, val = ([item(root, line.strip(), p) for line in p.read_text(encoding="utf-8").splitlines()
+                   if line.strip()] for p in paths)
+    if not train:
+        raise InputError(f"{paths[0]} lists no clip", "rerun task=prepare, or delete both filelists to split "
+                         "by data.val_fraction", field="data.root")
+    return train, val or train
+
+
 class FolderDataModule(L.LightningDataModule):
     """Base of the data modules over one folder: ``setup`` scans it, splits, builds the two datasets.
 
@@ -61,6 +87,16 @@ class FolderDataModule(L.LightningDataModule):
         """The training and validation datasets of the split items."""
         raise NotImplementedError
 
+    def listed_item(self, root: Path, line: str, filelist: Path):
+        """One filelist entry as an item (subclasses that read task=prepare's filelists define it)."""
+        raise NotImplementedError
+
     def setup(self, stage: str | None = None) -> None:
+        """The split of task=prepare's filelists when ``use_filelists`` and both are there, else a seeded one."""
         h = self.hparams
+        listed = read_filelists(h.root, self.listed_item) if h.get("use_filelists", False) else None
+        if listed is not None:
+            log.info("data: %d train / %d val clips from %s", len(listed[0]), len(listed[1]), " + ".join(FILELISTS))
+            self.train_set, self.val_set = self.datasets(*listed)
+            return
         self.train_set, self.val_set = self.datasets(*split_train_val(self.scan(), h.val_fraction, h.seed))

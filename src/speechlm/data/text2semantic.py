@@ -13,7 +13,6 @@ seeded ``val_fraction`` split of every pair under ``root`` (:func:`speechlm.data
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -30,9 +29,7 @@ from speechlm.text.prompt import CODEBOOK_EOS, CODEBOOK_PAD, encode_prompt
 from speechlm.text.tokenizer import build_tokenizer
 
 IGNORE = -100
-FILELISTS = ("train_filelist.txt", "val_filelist.txt")
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,25 +67,6 @@ def _utterance(root: Path, rel: str, listed_in: Path) -> Utterance:
                              f"{fix}, or remove the line from {listed_in}", field="data.root")
     speaker = npy.parent.name if npy.parent != root else None
     return Utterance(npy, lab.read_text(encoding="utf-8").strip(), speaker)
-
-
-def read_filelists(root: str | Path) -> tuple[list[Utterance], list[Utterance]] | None:
-    """``(train, val)`` of ``root/train_filelist.txt`` + ``val_filelist.txt`` (task=prepare), or None
-    when either file is missing. An empty validation list falls back to the training items.
-
-    Raises:
-        InputError: an entry without its ``.npy`` or ``.lab``, or an empty training list.
-    """
-    root = Path(root)
-    paths = [root / name for name in FILELISTS]
-    if not all(p.is_file() for p in paths):
-        return None
-    train, val = ([_utterance(root, line.strip(), p) for line in p.read_text(encoding="utf-8").splitlines()
-                   if line.strip()] for p in paths)
-    if not train:
-        raise InputError(f"{paths[0]} lists no clip", "rerun task=prepare, or delete both filelists to split "
-                         "by data.val_fraction", field="data.root")
-    return train, val or train
 
 
 class SemanticPairs(Dataset):
@@ -173,13 +151,8 @@ class TextToSemanticData(FolderDataModule):
     def scan(self) -> list[Utterance]:
         return scan_folder(self.hparams.root)
 
-    def setup(self, stage: str | None = None) -> None:
-        listed = read_filelists(self.hparams.root) if self.hparams.use_filelists else None
-        if listed is None:
-            super().setup(stage)
-            return
-        log.info("data: %d train / %d val clips from %s", len(listed[0]), len(listed[1]), " + ".join(FILELISTS))
-        self.train_set, self.val_set = self.datasets(*listed)
+    def listed_item(self, root: Path, line: str, filelist: Path) -> Utterance:
+        return _utterance(root, line, filelist)
 
     def datasets(self, train: list[Utterance], val: list[Utterance]) -> tuple[SemanticPairs, SemanticPairs]:
         h = self.hparams

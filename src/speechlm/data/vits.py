@@ -103,16 +103,30 @@ class VITSData(FolderDataModule):
         min_duration / max_duration: seconds; shorter clips are padded, longer ones randomly cropped.
         sentence_mask_ratio: share of training items whose text is replaced by ``"-"`` (v1.1: 0.2).
         val_fraction, seed: the held-out share and its seed (:func:`~speechlm.data.split.split_train_val`).
+        use_filelists: take the split of ``root/train_filelist.txt`` + ``val_filelist.txt`` (task=prepare)
+            when both are there (the split task=prepare made for text2semantic, so both models hold out
+            the same clips).
     """
 
     def __init__(self, root: str, sample_rate: int = 44100, min_duration: float = 1.5, max_duration: float = 30.0,
                  sentence_mask_ratio: float = 0.2, batch_size: int = 8, val_batch_size: int = 4,
-                 num_workers: int = 0, val_fraction: float = 0.05, suffix: str = ".lab", seed: int = 42):
+                 num_workers: int = 0, val_fraction: float = 0.05, suffix: str = ".lab", seed: int = 42,
+                 use_filelists: bool = True):
         super().__init__()
         self.save_hyperparameters()
 
     def scan(self) -> list[Clip]:
         return scan_labelled_audio(self.hparams.root, self.hparams.suffix)
+
+    def listed_item(self, root: Path, line: str, filelist: Path) -> Clip:
+        """A ``<speaker>/<name>.wav`` line of task=prepare's filelists: the audio and its transcript."""
+        audio = root / line
+        lab = audio.with_suffix(self.hparams.suffix)
+        for path in (audio, lab):
+            if not path.is_file():
+                raise InputError(f"'{line}' of {filelist.name} has no {path.suffix} file ({path})",
+                                 f"rerun task=prepare, or remove the line from {filelist}", field="data.root")
+        return Clip(audio, lab.read_text(encoding="utf-8").strip())
 
     def datasets(self, train: list[Clip], val: list[Clip]) -> tuple[LabelledAudio, LabelledAudio]:
         h = self.hparams
