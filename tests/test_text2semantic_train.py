@@ -121,6 +121,24 @@ def test_lora_only_adapters_train_and_merge_is_exact(data_dir):
     torch.testing.assert_close(a.codebook_logits, b.codebook_logits, atol=1e-5, rtol=1e-5)
 
 
+def test_cpu_relayout_keeps_lora_adapters_acting():
+    """use_column_major_weights (what SemanticGenerator does on CPU) must not fuse away LoRA's w1/w3."""
+    torch.manual_seed(0)
+    model = build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu").eval()
+    setup_lora(model, r=2, lora_alpha=4)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.normal_(0, 0.05)
+    inp = torch.cat([torch.randint(7, 100, (1, 1, 12)), torch.randint(2, 40, (1, 2, 12))], 1)
+    with torch.no_grad():
+        before = model(inp)
+        model.use_column_major_weights()
+        after = model(inp)
+    torch.testing.assert_close(before.token_logits, after.token_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(before.codebook_logits, after.codebook_logits, atol=1e-5, rtol=1e-5)
+
+
 def test_train_py_fast_dev_run(data_dir, tmp_path):
     ckpt = make_tiny_text2semantic(tmp_path / "ck")
     cmd = [sys.executable, str(ROOT / "train.py"), "lit=text2semantic", "data=text2semantic",

@@ -236,7 +236,8 @@ class BaseTransformer(nn.Module):
         machine (``kernels.choose_float_layout``). State-dict keys, shapes and values are unchanged.
         """
         for m in self.modules():
-            if isinstance(m, FeedForward) and m.w13t is None and isinstance(m.w1, nn.Linear):
+            # plain Linears only: a LoRA layer (a Linear subclass) keeps its own forward with the adapters
+            if isinstance(m, FeedForward) and m.w13t is None and type(m.w1) is nn.Linear and type(m.w3) is nn.Linear:
                 m.fuse_gate_up()
         from speechlm.models.text2semantic.kernels import choose_float_layout
 
