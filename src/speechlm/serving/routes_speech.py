@@ -101,8 +101,9 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     if req.num_samples > settings.max_num_samples:
         raise InputError(f"num_samples={req.num_samples} is more than the limit of {settings.max_num_samples}",
                          f"ask for at most {settings.max_num_samples}", field="num_samples")
-    if req.streaming and req.format != "wav":
-        raise InputError("streaming supports only format=wav", "set format=wav or streaming=false", field="format")
+    if req.streaming and req.format not in formats.STREAMABLE:
+        raise InputError(f"streaming does not support format={req.format}",
+                         f"use one of {', '.join(formats.STREAMABLE)} or streaming=false", field="format")
     if req.streaming and req.num_samples != 1:
         raise InputError("streaming returns one take", "set num_samples=1", field="num_samples")
     cap = settings.max_new_tokens
@@ -177,23 +178,18 @@ def _speaker(asked: str | None, voice, server) -> str | None:
 async def invoke(req: InvokeRequest, request: Request) -> Response:
     """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
 
-    With ``streaming=true`` (wav only) the response is a WAV header followed by 16-bit PCM for each
-    segment as soon as it is decoded. With ``num_samples > 1`` the answer is JSON with one base64 file per take.
+    With ``streaming=true`` the audio is sent while it is generated (about every second of speech),
+    encoded incrementally in ``format`` (wav: a header of unknown length, then 16-bit PCM). With ``num_samples > 1`` the answer is JSON with one base64 file per take.
     """
     server = request.app.state.server
     spec = _invoke_job(req, server)
     if req.streaming:
-        job = server.pool.submit(stream_job(spec, "wav", server.store, server.settings.max_reference_seconds),
+        job = server.pool.submit(stream_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                                  "invoke")
         items, first = await _first_piece(request, job)
-        sample_rate = server.sample_rate
-
-        async def body() -> AsyncIterator[bytes]:
-            yield formats.wav_stream_header(sample_rate)
-            async for piece in _pieces(request, items, first, job):
-                yield piece.data
-
-        return JobStreamingResponse(job, body(), media_type=formats.CONTENT_TYPES["wav"], headers=_headers("wav"))
+        body = _audio_body(b"", _pieces(request, items, first, job))
+        return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[req.format],
+                                    headers=_headers(req.format))
 
     job = server.pool.submit(synthesize_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                              "invoke")
@@ -208,9 +204,6 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
 def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     """Check an OpenAI speech request and validate its parameters once."""
     text = speakable_text(req.input, "input", server.settings.max_text_length)
-    if req.response_format == "aac":
-        raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
-                         field="response_format")
     if req.instructions is not None and req.instructions.strip():
         raise InputError("instructions are not supported: this model has no style prompt",
                          "leave instructions out; choose the style with a saved voice (voice=...) and its "
@@ -237,7 +230,8 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
 async def speech(req: SpeechRequest, request: Request) -> Response:
     """OpenAI ``audio.speech.create``: ``input`` spoken in ``voice`` (a saved voice id).
 
-    ``stream_format=audio`` streams wav/pcm segment by segment (mp3/flac/opus arrive whole);
+    ``stream_format=audio`` streams every format while the audio is generated (mp3, opus, aac (ADTS) and
+    flac through an incremental encoder; the bytes joined are one valid file);
     ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
     and a final ``speech.audio.done``. ``model`` is accepted and not used; ``instructions`` is refused (400).
     """
@@ -245,15 +239,9 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     spec = _speech_job(req, server)
     fmt = req.response_format
     limit = server.settings.max_reference_seconds
-    if fmt in formats.STREAMABLE:
-        job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
-        items, first = await _first_piece(request, job)
-        prefix = formats.wav_stream_header(server.sample_rate) if fmt == "wav" else b""
-        pieces, whole_tokens = _pieces(request, items, first, job), 0
-    else:
-        job = server.pool.submit(synthesize_job(spec, fmt, server.store, limit), "speech")
-        result = await _finished(request, job)
-        prefix, pieces, whole_tokens = result.files[0], _no_pieces(), result.tokens
+    job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
+    items, first = await _first_piece(request, job)
+    prefix, pieces, whole_tokens = b"", _pieces(request, items, first, job), 0
     if req.stream_format == "audio":
         body = _audio_body(prefix, pieces)
         return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
@@ -265,7 +253,8 @@ async def _audio_body(prefix: bytes, pieces: AsyncIterator[StreamPiece]) -> Asyn
     if prefix:
         yield prefix
     async for piece in pieces:
-        yield piece.data
+        if piece.data:
+            yield piece.data
 
 
 async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[StreamPiece], tokens: int,
@@ -275,6 +264,8 @@ async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[Strea
         yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
     async for piece in pieces:
         tokens += piece.tokens
+        if not piece.data:
+            continue
         yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(piece.data).decode()})
     error = getattr(request.state, "stream_error", None)
     if error:
@@ -282,8 +273,3 @@ async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[Strea
         return
     yield sse_event({"type": "speech.audio.done",
                      "usage": {"input_tokens": chars, "output_tokens": tokens, "total_tokens": chars + tokens}})
-
-
-async def _no_pieces() -> AsyncIterator[StreamPiece]:
-    return
-    yield  # pragma: no cover - makes this an async generator
