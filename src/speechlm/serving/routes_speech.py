@@ -33,8 +33,11 @@ INVOKE_RESPONSES = {200: {"description": "the audio (or JSON with base64 takes w
                                   "format": {"type": "string"}, "sample_rate": {"type": "integer"},
                                   "audios": {"type": "array", "items": {"type": "string"}}}}}}},
                     **error_responses(*_ERRORS)}
+# One server-sent event (what an SSE schema describes): ``data`` is the JSON of a speech.audio.* event.
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}
 SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with stream_format=sse",
-                          "content": {**_AUDIO, "text/event-stream": {"schema": {"type": "string"}}}},
+                          "content": {**_AUDIO, "text/event-stream": {"schema": _SSE_EVENT}}},
                     **error_responses(*_ERRORS)}
 
 
@@ -179,7 +182,8 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
     """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
 
     With ``streaming=true`` the audio is sent while it is generated (about every second of speech),
-    encoded incrementally in ``format`` (wav: a header of unknown length, then 16-bit PCM). With ``num_samples > 1`` the answer is JSON with one base64 file per take.
+    encoded incrementally in ``format`` (wav: a header of unknown length, then 16-bit PCM).
+    With ``num_samples > 1`` the answer is JSON with one base64 file per take.
     """
     server = request.app.state.server
     spec = _invoke_job(req, server)
@@ -187,7 +191,7 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
         job = server.pool.submit(stream_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                                  "invoke")
         items, first = await _first_piece(request, job)
-        body = _audio_body(b"", _pieces(request, items, first, job))
+        body = _audio_body(_pieces(request, items, first, job))
         return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[req.format],
                                     headers=_headers(req.format))
 
@@ -241,27 +245,23 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     limit = server.settings.max_reference_seconds
     job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
     items, first = await _first_piece(request, job)
-    prefix, pieces, whole_tokens = b"", _pieces(request, items, first, job), 0
+    pieces = _pieces(request, items, first, job)
     if req.stream_format == "audio":
-        body = _audio_body(prefix, pieces)
+        body = _audio_body(pieces)
         return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
-    body = _sse_body(request, prefix, pieces, whole_tokens, len(req.input))
+    body = _sse_body(request, pieces, len(req.input))
     return JobStreamingResponse(job, body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _audio_body(prefix: bytes, pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
-    if prefix:
-        yield prefix
+async def _audio_body(pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
     async for piece in pieces:
         if piece.data:
             yield piece.data
 
 
-async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[StreamPiece], tokens: int,
-                    chars: int) -> AsyncIterator[bytes]:
+async def _sse_body(request: Request, pieces: AsyncIterator[StreamPiece], chars: int) -> AsyncIterator[bytes]:
     """``speech.audio.delta`` events with base64 pieces, then ``speech.audio.done`` (or ``error``)."""
-    if prefix:
-        yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
+    tokens = 0
     async for piece in pieces:
         tokens += piece.tokens
         if not piece.data:
