@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--stop-rule", action="store_true",
                     help="keep the EOS stop rule (default: off, each segment generates --max-new-tokens columns)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    ap.add_argument("--stream-chunk-tokens", type=int, default=22,
+                    help="columns per streamed chunk; time to first audio = prefill + this many columns + decode")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -113,7 +115,7 @@ def main() -> None:
     ref = save_audio(args.workdir / f"reference-{args.reference_seconds:g}s.wav",
                      speechlike(args.reference_seconds).numpy(), SR)
     kw = dict(reference_audio=str(ref), reference_text="a reference sentence read aloud for the voice", seed=0,
-              max_new_tokens=args.max_new_tokens)
+              max_new_tokens=args.max_new_tokens, stream_chunk_tokens=args.stream_chunk_tokens)
     t0 = time.perf_counter()
     first = None
     samples = tokens = 0
@@ -127,9 +129,10 @@ def main() -> None:
                threads=torch.get_num_threads(), load_s=load_s, reference_s=args.reference_seconds,
                text_chars=len(args.text), tokens=tokens, audio_s=audio_s, wall_s=wall,
                rtf=wall / max(audio_s, 1e-9), tokens_per_s=tokens / max(wall, 1e-9), first_audio_s=first,
+               stream_chunk_tokens=args.stream_chunk_tokens,
                peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     print(json.dumps(row), flush=True)
-    print("| size | quantize | decoder | tokens | audio s | wall s | RTF | tokens/s (whole path) | first audio s | "
+    print("| size | quantize | decoder | tokens | audio s | wall s | RTF | tokens/s (whole path) | TTFA s | "
           "peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.size} | {args.quantize or 'fp32'} | {args.decoder} | {tokens} | {audio_s:.2f} | {wall:.2f} | "
           f"{row['rtf']:.2f} | {row['tokens_per_s']:.1f} | {first:.2f} | {row['peak_rss_GB']:.2f} |")

@@ -99,6 +99,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("decoder", "choice", "vits", "vits (recommended) or vqgan (VQGAN decoder + Firefly vocoder)",
           choices=("vits", "vqgan")),
     Param("noise_scale", "float", 0.5, "VITS prior noise (0 = the deterministic mean)", 0.0, 10.0, step=0.05),
+    Param("stream_chunk_tokens", "int", 22, "streaming: code columns per audio chunk; the first chunk comes "
+          "after this many (21.5 columns = 1 s of speech)", 1, 1000, step=1),
     Param("normalize", "bool", True, "NFKC, accent folding, and numbers, dates, times, money and units "
           "spelled out (English, Chinese) before the original's text cleaning"),
     Param("speed", "float", 1.0, "speaking rate of the output (2 = twice as fast, 0.5 = half); pitch kept "
@@ -119,6 +121,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "speaker", "iterative_prompt"),
     "seed": ("seed",),
     "decoding": ("decoder", "noise_scale"),
+    "streaming": ("stream_chunk_tokens",),
     "text": ("normalize",),
     "output": ("speed",),
     "limits": ("max_text_length",),
@@ -144,6 +147,7 @@ class SynthesisParams:
     iterative_prompt: bool = PARAMS["iterative_prompt"].default
     decoder: str = PARAMS["decoder"].default
     noise_scale: float = PARAMS["noise_scale"].default
+    stream_chunk_tokens: int = PARAMS["stream_chunk_tokens"].default
     normalize: bool = PARAMS["normalize"].default
     speed: float = PARAMS["speed"].default
 

@@ -15,8 +15,10 @@ import dataclasses
 import functools
 import io
 import logging
+import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -30,6 +32,7 @@ from speechlm.reference_cache import Reference, ReferenceCache, content_key, fil
 from speechlm.results import AudioChunk, ProgressEvent, SynthesisResult, fade_joins
 from speechlm.stages import loaders
 from speechlm.stages.generate import GenerationCancelled, Segment
+from speechlm.stages.streaming import vits_noise
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class TTS:
         self._codec_id = ""
         self._vits = None
         self._lock = threading.RLock()
+        self._generation_thread: ThreadPoolExecutor | None = None  # TTS.stream generates on it
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -241,9 +245,24 @@ class TTS:
             text = normalize_text(text)
         return text, references
 
+    @staticmethod
+    def _decode_seeds(p: SynthesisParams, take: int) -> Callable[[int], int]:
+        """Decoder-noise seed of each segment of a take: from ``seed`` (random when unseeded).
+
+        Streamed and one-pass decodes draw the same per-block noise from it (not from torch's global
+        generator, which the sampler uses), so ``stream`` and ``synthesize`` give the same audio.
+        """
+        base = secrets.randbits(31) if p.seed is None else int(p.seed)
+        return lambda segment: (base * 1_000_003 + take * 1009 + segment) % (2**31 - 1)
+
+    @staticmethod
+    def _code_range(decoder_name: str, dec) -> int:
+        """Codec ids of ``dec``: the LLM's codebook (1024 + specials) is wider than the codec's."""
+        return dec.model.vq.n_codes if decoder_name == "vits" else dec.codebook_size
+
     def _segments(self, text: str, references: list[Reference], p: SynthesisParams,
-                  should_stop: Callable[[], bool] | None,
-                  rng: torch.Generator | None = None) -> Iterator[tuple[np.ndarray, Segment]]:
+                  should_stop: Callable[[], bool] | None, rng: torch.Generator | None = None,
+                  take: int = 0) -> Iterator[tuple[np.ndarray, Segment]]:
         """Generate and decode segment by segment; yields (audio (N,) float32, segment).
 
         ``rng``: the request's token generator when the generator batches (see ``SemanticGenerator.generate``).
@@ -251,18 +270,22 @@ class TTS:
         self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
         prompted = [r for r in references if r.text]
         ref_audio = torch.from_numpy(references[0].audio) if references else None
+        seeds = self._decode_seeds(p, take)
         for seg in self.generator.generate(text, prompt_texts=[r.text for r in prompted],
                                            prompt_tokens=[torch.from_numpy(r.codes) for r in prompted],
                                            params=p, should_stop=should_stop, rng=rng):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
-            yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale), seg
+            yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale,
+                              seed=seeds(seg.index)), seg
 
     def decode(self, codes: torch.Tensor, text: str | None = None, reference_audio: torch.Tensor | None = None, *,
-               decoder: str | None = None, noise_scale: float | None = None) -> np.ndarray:
+               decoder: str | None = None, noise_scale: float | None = None, seed: int | None = None) -> np.ndarray:
         """Decode generated codes (num_codebooks, T) to a (N,) float32 waveform at 44.1 kHz.
 
         ``text`` and ``reference_audio`` ((N,) float32 at 44.1 kHz) are used by the VITS decoder.
+        ``seed``: decoder noise drawn per frame block from it (what a streamed decode uses); None draws
+        from torch's global generator.
         """
         decoder = PARAMS["decoder"].check(decoder or self.default_decoder)
         dec = self.decoder(decoder)
@@ -270,13 +293,14 @@ class TTS:
             return np.zeros(0, np.float32)
         # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
         # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
-        codes = codes % (dec.model.vq.n_codes if decoder == "vits" else dec.codebook_size)
+        codes = codes % self._code_range(decoder, dec)
         with torch.inference_mode():
             if decoder == "vits":
                 ns = self.defaults.noise_scale if noise_scale is None else PARAMS["noise_scale"].check(noise_scale)
-                wave = dec.decode(codes, text or "", reference_audio, noise_scale=ns)
+                noise = None if seed is None else vits_noise(dec, codes.shape[-1], seed)
+                wave = dec.decode(codes, text or "", reference_audio, noise_scale=ns, noise=noise)
             else:
-                wave = dec.decode(codes)
+                wave = dec.decode(codes, seed=seed)
         return wave.float().cpu().numpy().reshape(-1)
 
     def synthesize(self, text: str, *, params: SynthesisParams | None = None, reference=None,
@@ -301,11 +325,12 @@ class TTS:
         takes: list[np.ndarray] = []
         tokens = segments = 0
         with self._lock:
+            self.decoder(p.decoder)  # loading draws from torch's generator (a precision probe): before seeding
             seed_everything(p.seed)
             rng = self._token_rng(p)
             for take in range(p.num_samples):
                 parts = []
-                for wave, seg in self._segments(text, references, p, should_stop, rng):
+                for wave, seg in self._segments(text, references, p, should_stop, rng, take):
                     parts.append(fade_joins(wave, self.sample_rate, first=not parts))
                     tokens += seg.num_tokens
                     if progress is not None:
@@ -344,15 +369,54 @@ class TTS:
     def stream(self, text: str, *, params: SynthesisParams | None = None, reference=None, reference_audio=None,
                reference_text: str | None = None, should_stop: Callable[[], bool] | None = None,
                **overrides) -> Iterator[AudioChunk]:
-        """Like :meth:`synthesize` (one take) but yields each segment as soon as it is decoded.
+        """Like :meth:`synthesize` (one take), but yields audio while the tokens are being generated.
 
-        The concatenated chunks equal ``synthesize(...).audio`` for the same inputs and seed.
+        The first chunk comes once ``stream_chunk_tokens`` columns (default 22, about 1 s of speech) of
+        the first segment exist, then one per further ``stream_chunk_tokens`` columns and the rest of
+        each segment when it ends (:class:`~speechlm.stages.streaming.StreamingDecoder`, both decoders).
+        The joined chunks equal ``synthesize(...).audio`` for the same inputs and seed within the
+        streaming tolerance (error energy >= 30 dB below the signal; tests/test_stream_pipeline.py).
+        Closing the iterator early stops the generation.
         """
         p = self._params(params, overrides)
         text, references = self._prepare(text, p, reference, reference_audio, reference_text)
         with self._lock:
+            self.decoder(p.decoder)  # before seeding, as synthesize
             seed_everything(p.seed)
-            for index, (wave, seg) in enumerate(self._segments(text, references, p, should_stop,
-                                                               self._token_rng(p))):
-                yield AudioChunk(fade_joins(wave, self.sample_rate, first=index == 0), self.sample_rate, index,
-                                 seg.num_segments, seg.num_tokens)
+            yield from self._stream_take(text, references, p, should_stop)
+
+    def _stream_take(self, text: str, references: list[Reference], p: SynthesisParams,
+                     should_stop: Callable[[], bool] | None) -> Iterator[AudioChunk]:
+        from speechlm.stages.stream_synthesis import SegmentStream, generation_events
+
+        dec, generator = self.decoder(p.decoder), self.generator  # loaded here: the lock is ours
+        texts = generator.segment_texts(text, p)
+        prompted = [r for r in references if r.text]
+        ref_audio = torch.from_numpy(references[0].audio) if references else None
+        seeds = self._decode_seeds(p, 0)
+        generate = functools.partial(generator.generate, text, prompt_texts=[r.text for r in prompted],
+                                     prompt_tokens=[torch.from_numpy(r.codes) for r in prompted], params=p,
+                                     should_stop=should_stop, rng=self._token_rng(p))
+        index = tokens = 0
+        current: SegmentStream | None = None
+        for kind, segment, value in generation_events(self._generator_thread(), generate):
+            if current is None:
+                current = SegmentStream(dec, self._code_range(p.decoder, dec), p.stream_chunk_tokens,
+                                        text=texts[segment], reference_audio=ref_audio, noise_scale=p.noise_scale,
+                                        seed=seeds(segment), sample_rate=self.sample_rate, first=segment == 0)
+            if kind == "column":
+                tokens += 1
+                audio = current.column(value)
+            else:
+                if should_stop is not None and should_stop():
+                    raise GenerationCancelled()
+                audio, current = current.finish(value.codes), None
+            if len(audio):
+                yield AudioChunk(audio, self.sample_rate, index, len(texts), tokens, segment=segment)
+                index, tokens = index + 1, 0
+
+    def _generator_thread(self) -> ThreadPoolExecutor:
+        """The one thread :meth:`stream` generates on (compiled CUDA graphs are per thread: keep one)."""
+        if self._generation_thread is None:
+            self._generation_thread = ThreadPoolExecutor(1, thread_name_prefix="speechlm-generate")
+        return self._generation_thread

@@ -22,13 +22,18 @@ class ProgressEvent:
 
 @dataclass
 class AudioChunk:
-    """One streamed piece: (N,) float32 audio at ``sample_rate``."""
+    """One streamed piece: (N,) float32 audio at ``sample_rate``.
+
+    ``index``: chunk number (0-based); ``segment``: the text segment it belongs to (of ``num_segments``);
+    ``tokens``: columns generated since the previous chunk (they sum to the tokens of the take).
+    """
 
     audio: np.ndarray
     sample_rate: int
     index: int
     num_segments: int
     tokens: int
+    segment: int = 0
 
 
 @dataclass

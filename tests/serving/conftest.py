@@ -73,9 +73,22 @@ def wav_bytes(seconds: float = 1.0, sample_rate: int = 22050, fmt: str = "WAV", 
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode an audio file's bytes (wav/flac/mp3/ogg) to (N,) float32 and its rate."""
-    audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return audio[:, 0], sr
+    """Decode an audio file's bytes (wav/flac/mp3/ogg/aac) to (N,) float32 and its rate.
+
+    libsndfile first; PyAV (FFmpeg) for what it cannot read: ADTS AAC, and a streamed FLAC whose
+    header gives no length.
+    """
+    try:
+        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return audio[:, 0], sr
+    except (sf.LibsndfileError, ValueError):  # ValueError: a FLAC of unknown length
+        import av
+
+        with av.open(io.BytesIO(data)) as c:
+            s = c.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono")
+            frames = [f for frame in c.decode(s) for f in resampler.resample(frame)]
+            return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32), s.rate
 
 
 def pcm_to_float(data: bytes) -> np.ndarray:

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from speechlm.serving import formats
 from tests.serving.conftest import decode, pcm_to_float, wav_bytes
 
 SAMPLE_RATE = 44100
@@ -108,7 +109,7 @@ def test_invoke_streaming_sends_audio_before_generation_ends(client):
     np.testing.assert_allclose(audio, full, atol=2 / 32768)
 
 
-@pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "pcm"])
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus", "aac", "pcm"])
 def test_openai_speech_formats(client, fmt):
     r = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello there.", "voice": "alloy",
                                               "response_format": fmt, "seed": 1})
@@ -164,8 +165,9 @@ def test_openai_python_client(server, client):
         client.delete("/v1/references/sdk-voice")
     with pytest.raises(openai.NotFoundError):
         oai.audio.speech.create(model="tts-1", voice="sdk-voice", input="Gone.")
-    with pytest.raises(openai.BadRequestError):
-        oai.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="aac")
+    r = oai.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="aac",
+                                extra_body={"seed": 1})
+    assert r.response.headers["content-type"] == "audio/aac" and len(decode(r.content)[0]) > 0
 
 
 def test_health_answers_while_generating(client, server):
@@ -177,3 +179,25 @@ def test_health_answers_while_generating(client, server):
             assert client.get("/").status_code == 200
             assert time.perf_counter() - t < 2.0
             r.read()
+
+
+@pytest.mark.parametrize("route, fmt", [("/v1/audio/speech", "mp3"), ("/v1/audio/speech", "opus"),
+                                        ("/v1/invoke", "flac")])
+def test_compressed_formats_stream_while_generating(client, route, fmt):
+    """mp3 (the OpenAI SDK's default), opus, flac: bytes arrive while the worker still generates; joined,
+    they are one valid file."""
+    two_segments = " ".join([LONG_TEXT] * 2)  # > 150 characters: two segments, so audio leaves before the end
+    text = {"input": two_segments, "voice": "alloy", "response_format": fmt} if route.endswith("speech") \
+        else {"text": LONG_TEXT, "format": fmt, "streaming": True}
+    body = {**text, "chunk_length": 20, "seed": 3} if route == "/v1/invoke" else {**text, "seed": 3}
+    received, busy_after_first_audio = b"", None
+    with client.stream("POST", route, json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"] == formats.CONTENT_TYPES[fmt]
+        for piece in r.iter_raw():
+            if busy_after_first_audio is None and piece:
+                busy_after_first_audio = client.get("/v1/health").json()["queue"]["busy"]
+            received += piece
+    assert busy_after_first_audio == 1, "the first audio came only after generation had finished"
+    audio, sr = decode(received)
+    assert sr == (48000 if fmt == "opus" else SAMPLE_RATE) and len(audio) > 0

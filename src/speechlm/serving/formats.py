@@ -1,47 +1,34 @@
-"""Audio response encodings: whole files, and the pieces of a streamed response.
+"""Audio response encodings: whole files, and incremental encoders for streamed responses.
 
-Streaming (``/v1/invoke`` with ``streaming=true``, ``/v1/audio/speech`` with wav/pcm) sends one
-piece per decoded segment: 16-bit PCM, after a WAV header whose sizes say "unknown length" for wav.
-MP3, FLAC and Opus files are sent once the whole audio is ready: separately encoded pieces of those
-do not join into one valid file (an MP3's Xing header, for one, would announce only the first piece).
+Every format streams (``/v1/invoke`` with ``streaming=true``, ``/v1/audio/speech``): wav is a header
+saying "unknown length" followed by 16-bit PCM, pcm is raw 16-bit PCM, and mp3, opus (Ogg), aac (ADTS)
+and flac go through an FFmpeg encoder (PyAV, :mod:`speechlm.audio.stream_encode`) fed chunk by chunk,
+so the bytes of a response joined are one valid file however they were split.
 """
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from speechlm.audio.io import encode_audio
+from speechlm.audio.stream_encode import STREAM_FORMATS, StreamEncoder, wav_stream_header
+
+__all__ = ["CONTENT_TYPES", "STREAMABLE", "StreamEncoder", "encode", "wav_stream_header"]
 
 CONTENT_TYPES = {
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
     "flac": "audio/flac",
     "opus": "audio/ogg; codecs=opus",
+    "aac": "audio/aac",
     "pcm": "audio/pcm",
 }
-STREAMABLE = ("wav", "pcm")
-_UNKNOWN = 0xFFFFFFFF
-
-
-def wav_stream_header(sample_rate: int, channels: int = 1, bits: int = 16) -> bytes:
-    """A 44-byte PCM WAV header for a stream of unknown length (RIFF and data sizes 0xFFFFFFFF)."""
-    block = channels * bits // 8
-    return (b"RIFF" + struct.pack("<I", _UNKNOWN) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, bits)
-            + b"data" + struct.pack("<I", _UNKNOWN))
+STREAMABLE = STREAM_FORMATS
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """A complete file (or raw 16-bit PCM) of (N,) ``audio`` in ``fmt`` (wav, mp3, flac, opus, pcm)."""
+    """A complete file (or raw 16-bit PCM) of (N,) ``audio`` in ``fmt`` (wav, mp3, flac, opus, aac, pcm)."""
+    if fmt == "aac":  # no libsndfile container: the ADTS stream is the file
+        enc = StreamEncoder(fmt, sample_rate)
+        return enc.encode(audio) + enc.finish()
     return encode_audio(audio, sample_rate, fmt)
-
-
-def stream_piece(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """The bytes one segment contributes to a streamed response (wav: PCM after the header)."""
-    if not len(audio):
-        return b""
-    if fmt in STREAMABLE:
-        return encode_audio(audio, sample_rate, "pcm")
-    raise ValueError(f"{fmt} cannot be streamed piece by piece")

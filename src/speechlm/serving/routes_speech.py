@@ -33,8 +33,11 @@ INVOKE_RESPONSES = {200: {"description": "the audio (or JSON with base64 takes w
                                   "format": {"type": "string"}, "sample_rate": {"type": "integer"},
                                   "audios": {"type": "array", "items": {"type": "string"}}}}}}},
                     **error_responses(*_ERRORS)}
+# One server-sent event (what an SSE schema describes): ``data`` is the JSON of a speech.audio.* event.
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}
 SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with stream_format=sse",
-                          "content": {**_AUDIO, "text/event-stream": {"schema": {"type": "string"}}}},
+                          "content": {**_AUDIO, "text/event-stream": {"schema": _SSE_EVENT}}},
                     **error_responses(*_ERRORS)}
 
 
@@ -101,8 +104,9 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     if req.num_samples > settings.max_num_samples:
         raise InputError(f"num_samples={req.num_samples} is more than the limit of {settings.max_num_samples}",
                          f"ask for at most {settings.max_num_samples}", field="num_samples")
-    if req.streaming and req.format != "wav":
-        raise InputError("streaming supports only format=wav", "set format=wav or streaming=false", field="format")
+    if req.streaming and req.format not in formats.STREAMABLE:
+        raise InputError(f"streaming does not support format={req.format}",
+                         f"use one of {', '.join(formats.STREAMABLE)} or streaming=false", field="format")
     if req.streaming and req.num_samples != 1:
         raise InputError("streaming returns one take", "set num_samples=1", field="num_samples")
     cap = settings.max_new_tokens
@@ -176,23 +180,19 @@ def _speaker(asked: str | None, voice, server) -> str | None:
 async def invoke(req: InvokeRequest, request: Request) -> Response:
     """Speak ``text``, optionally in the voice of ``reference_audio`` (base64) or a saved ``reference_id``.
 
-    With ``streaming=true`` (wav only) the response is a WAV header followed by 16-bit PCM for each
-    segment as soon as it is decoded. With ``num_samples > 1`` the answer is JSON with one base64 file per take.
+    With ``streaming=true`` the audio is sent while it is generated (about every second of speech),
+    encoded incrementally in ``format`` (wav: a header of unknown length, then 16-bit PCM).
+    With ``num_samples > 1`` the answer is JSON with one base64 file per take.
     """
     server = request.app.state.server
     spec = _invoke_job(req, server)
     if req.streaming:
-        job = server.pool.submit(stream_job(spec, "wav", server.store, server.settings.max_reference_seconds),
+        job = server.pool.submit(stream_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                                  "invoke")
         items, first = await _first_piece(request, job)
-        sample_rate = server.sample_rate
-
-        async def body() -> AsyncIterator[bytes]:
-            yield formats.wav_stream_header(sample_rate)
-            async for piece in _pieces(request, items, first, job):
-                yield piece.data
-
-        return JobStreamingResponse(job, body(), media_type=formats.CONTENT_TYPES["wav"], headers=_headers("wav"))
+        body = _audio_body(_pieces(request, items, first, job))
+        return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[req.format],
+                                    headers=_headers(req.format))
 
     job = server.pool.submit(synthesize_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                              "invoke")
@@ -207,9 +207,6 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
 def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     """Check an OpenAI speech request and validate its parameters once."""
     text = speakable_text(req.input, "input", server.settings.max_text_length)
-    if req.response_format == "aac":
-        raise InputError("response_format=aac is not supported", "use mp3, opus, flac, wav or pcm",
-                         field="response_format")
     if req.instructions is not None and req.instructions.strip():
         raise InputError("instructions are not supported: this model has no style prompt",
                          "leave instructions out; choose the style with a saved voice (voice=...) and its "
@@ -236,7 +233,8 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
 async def speech(req: SpeechRequest, request: Request) -> Response:
     """OpenAI ``audio.speech.create``: ``input`` spoken in ``voice`` (a saved voice id).
 
-    ``stream_format=audio`` streams wav/pcm segment by segment (mp3/flac/opus arrive whole);
+    ``stream_format=audio`` streams every format while the audio is generated (mp3, opus, aac (ADTS) and
+    flac through an incremental encoder; the bytes joined are one valid file);
     ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
     and a final ``speech.audio.done``. ``model`` is accepted and not used; ``instructions`` is refused (400).
     """
@@ -244,36 +242,29 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     spec = _speech_job(req, server)
     fmt = req.response_format
     limit = server.settings.max_reference_seconds
-    if fmt in formats.STREAMABLE:
-        job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
-        items, first = await _first_piece(request, job)
-        prefix = formats.wav_stream_header(server.sample_rate) if fmt == "wav" else b""
-        pieces, whole_tokens = _pieces(request, items, first, job), 0
-    else:
-        job = server.pool.submit(synthesize_job(spec, fmt, server.store, limit), "speech")
-        result = await _finished(request, job)
-        prefix, pieces, whole_tokens = result.files[0], _no_pieces(), result.tokens
+    job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
+    items, first = await _first_piece(request, job)
+    pieces = _pieces(request, items, first, job)
     if req.stream_format == "audio":
-        body = _audio_body(prefix, pieces)
+        body = _audio_body(pieces)
         return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
-    body = _sse_body(request, prefix, pieces, whole_tokens, len(req.input))
+    body = _sse_body(request, pieces, len(req.input))
     return JobStreamingResponse(job, body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _audio_body(prefix: bytes, pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
-    if prefix:
-        yield prefix
+async def _audio_body(pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
     async for piece in pieces:
-        yield piece.data
+        if piece.data:
+            yield piece.data
 
 
-async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[StreamPiece], tokens: int,
-                    chars: int) -> AsyncIterator[bytes]:
+async def _sse_body(request: Request, pieces: AsyncIterator[StreamPiece], chars: int) -> AsyncIterator[bytes]:
     """``speech.audio.delta`` events with base64 pieces, then ``speech.audio.done`` (or ``error``)."""
-    if prefix:
-        yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
+    tokens = 0
     async for piece in pieces:
         tokens += piece.tokens
+        if not piece.data:
+            continue
         yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(piece.data).decode()})
     error = getattr(request.state, "stream_error", None)
     if error:
@@ -281,8 +272,3 @@ async def _sse_body(request: Request, prefix: bytes, pieces: AsyncIterator[Strea
         return
     yield sse_event({"type": "speech.audio.done",
                      "usage": {"input_tokens": chars, "output_tokens": tokens, "total_tokens": chars + tokens}})
-
-
-async def _no_pieces() -> AsyncIterator[StreamPiece]:
-    return
-    yield  # pragma: no cover - makes this an async generator

@@ -153,32 +153,36 @@ def synthesize_job(req: SpeechJob, fmt: str, store: VoiceStore,
 
 def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
                max_reference_seconds: float) -> Callable[[Any, Job], dict]:
-    """A job that emits a :class:`StreamPiece` per decoded segment with audio (``fmt``: wav or pcm).
+    """A job that emits a :class:`StreamPiece` per streamed audio chunk, encoded incrementally as ``fmt``
+    (any of :data:`formats.STREAMABLE`); the pieces joined are one ``fmt`` file.
 
-    Returns a summary ``{"audio_seconds", "tokens", "segments"}`` once the last segment is out; raises
+    Returns a summary ``{"audio_seconds", "tokens", "segments"}`` once the last piece is out; raises
     (a 422, like ``synthesize``) when the model produced no audio at all.
     """
 
     def run(tts: Any, job: Job) -> dict:
         reference = _reference(tts, req, store, max_reference_seconds)
         seconds = 0.0
-        tokens = segments = 0
+        tokens = chunks = 0
+        encoder = None
         for chunk in call_pipeline(tts.stream, req.text, req.params, takes=False, reference=reference,
-                           should_stop=job.should_stop):
+                                   should_stop=job.should_stop):
             audio = np.asarray(chunk.audio, dtype=np.float32).reshape(-1)
             tokens += chunk.tokens
             if not len(audio):
                 continue
-            piece = StreamPiece(formats.stream_piece(audio, chunk.sample_rate, fmt),
-                                len(audio) / chunk.sample_rate, chunk.tokens)
+            encoder = encoder or formats.StreamEncoder(fmt, chunk.sample_rate)
+            piece = StreamPiece(encoder.encode(audio), len(audio) / chunk.sample_rate, chunk.tokens)
             job.emit(piece)
             seconds += piece.seconds
-            segments += 1
+            chunks += 1
             if job.should_stop():
                 break
-        if not segments and not job.should_stop():
+        if not chunks and not job.should_stop():
             raise SpeechLMError("the model generated no audio for this text",
                                 "try another seed or a longer text", field=req.text_field, status=422)
-        return {"audio_seconds": seconds, "tokens": tokens, "segments": segments}
+        if encoder is not None and not job.should_stop():
+            job.emit(StreamPiece(encoder.finish(), 0.0, 0))
+        return {"audio_seconds": seconds, "tokens": tokens, "segments": chunks}
 
     return run

@@ -7,6 +7,7 @@ generated codes) as context, and each yields a :class:`Segment` of VQ indices. O
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -117,12 +118,15 @@ class SemanticGenerator:
     def generate(self, text: str, *, prompt_texts: Sequence[str] = (), prompt_tokens: Sequence = (),
                  params: SynthesisParams | None = None, progress: bool = True,
                  should_stop: Callable[[], bool] | None = None, rng: torch.Generator | None = None,
-                 **sampling) -> Iterator[Segment]:
+                 on_column: Callable[[int, int, torch.Tensor], None] | None = None, **sampling) -> Iterator[Segment]:
         """Generate semantic codes for ``text``; yields one :class:`Segment` per text segment.
 
         Args:
             params: validated :class:`~speechlm.params.SynthesisParams` (its sampling fields and
                 ``speaker`` are used); or pass them as keyword arguments (``top_p=0.5``), validated here.
+            on_column: ``on_column(segment, i, column)`` after every generated column ``(1 + NC, 1)`` raw
+                grid ids (the stop column included), e.g. to decode while generating (``TTS.stream``);
+                it may raise to stop. :meth:`segment_texts` tells which text each segment speaks.
 
         Raises:
             InputError: empty text, bad prompt codes, more prompt texts than token files, a parameter
@@ -138,11 +142,7 @@ class SemanticGenerator:
         check_text(text)
         speaker = p.speaker
         prompts = self.encode_prompts(list(prompt_texts), list(prompt_tokens), speaker)
-        split = p.iterative_prompt and p.chunk_length > 0
-        texts = split_text(text, p.chunk_length) if split else [text]
-        if not texts:
-            raise InputError(f"text {text!r} has nothing to speak after cleaning (only punctuation/unsupported "
-                             "characters)", "pass words in a supported language", field="text")
+        texts = self.segment_texts(text, p)
         tok = self.tokenizer
         encoded = [encode_prompt(tok, t, bos=i == 0 and not prompts, speaker=speaker,
                                  num_codebooks=self.num_codebooks).to(self.device) for i, t in enumerate(texts)]
@@ -157,10 +157,11 @@ class SemanticGenerator:
             history.append(seg)
             prompt = torch.cat(prompts + select_context(history, budget), dim=1)
             t0 = time.perf_counter()
+            sink = None if on_column is None else functools.partial(on_column, idx)
             if self.engine is not None:
-                cols = self._run_batched(prompt, p, should_stop, rng)
+                cols = self._run_batched(prompt, p, should_stop, rng, sink)
             else:
-                cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded))
+                cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded), sink)
             seconds = time.perf_counter() - t0
             total_tokens += cols.size(1)
             log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),
@@ -171,7 +172,17 @@ class SemanticGenerator:
         log.info("generated %d tokens in %.2f seconds, %.2f tokens/s", total_tokens, seconds,
                  total_tokens / max(seconds, 1e-9))
 
-    def _run(self, prompt, max_new_tokens, params, progress, should_stop, idx, n) -> torch.Tensor:
+    @staticmethod
+    def segment_texts(text: str, params: SynthesisParams) -> list[str]:
+        """The text of each segment ``generate`` makes of ``text`` (``chunk_length`` characters each)."""
+        split = params.iterative_prompt and params.chunk_length > 0
+        texts = split_text(text, params.chunk_length) if split else [text]
+        if not texts:
+            raise InputError(f"text {text!r} has nothing to speak after cleaning (only punctuation/unsupported "
+                             "characters)", "pass words in a supported language", field="text")
+        return texts
+
+    def _run(self, prompt, max_new_tokens, params, progress, should_stop, idx, n, sink=None) -> torch.Tensor:
         total = self.model.config.max_seq_len - prompt.size(1)
         if max_new_tokens:
             total = min(total, max_new_tokens)
@@ -180,10 +191,12 @@ class SemanticGenerator:
                        TextColumn("tokens"), TimeElapsedColumn(), console=console, transient=True,
                        disable=not (progress and console.is_terminal))
 
-        def on_column(i: int) -> None:
+        def on_column(i: int, column: torch.Tensor) -> None:
             bar.update(task, completed=i + 1)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
+            if sink is not None:
+                sink(i, column)
 
         with bar:
             task = bar.add_task("generate", total=total)
@@ -191,12 +204,12 @@ class SemanticGenerator:
                                     im_end_id=self.tokenizer.im_end_id, decode_step=self.decode_step,
                                     on_column=on_column, decode_threads=self.decode_threads, **params)
 
-    def _run_batched(self, prompt, p: SynthesisParams, should_stop, rng: torch.Generator) -> torch.Tensor:
+    def _run_batched(self, prompt, p: SynthesisParams, should_stop, rng: torch.Generator, sink=None) -> torch.Tensor:
         """One segment through the shared engine (blocks this thread until the request leaves the batch)."""
         return self.engine.generate_columns(prompt, p.max_new_tokens, temperature=p.temperature, top_p=p.top_p,
                                             repetition_penalty=p.repetition_penalty,
                                             eos_id=self.tokenizer.eos_token_id, im_end_id=self.tokenizer.im_end_id,
-                                            generator=rng, should_stop=should_stop)
+                                            generator=rng, should_stop=should_stop, on_column=sink)
 
     def _codes(self, cols: torch.Tensor) -> torch.Tensor:
         """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.

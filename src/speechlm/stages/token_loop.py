@@ -97,12 +97,13 @@ def _is_stop(col: Tensor, eos_id: int, im_end_id: int) -> bool:
 def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int, *, temperature: Tensor,
                      top_p: Tensor, repetition_penalty: Tensor, eos_id: int, im_end_id: int,
                      decode_step: DecodeStep | None = None,
-                     on_column: Callable[[int], None] | None = None, ignore_stop: bool = False,
+                     on_column: Callable[[int, Tensor], None] | None = None, ignore_stop: bool = False,
                      decode_threads: int | None = None) -> Tensor:
     """Continue ``prompt`` (1 + NC, T) until a stop column or the token budget.
 
     ``max_new_tokens = 0`` means up to ``max_seq_len``; the budget is clamped to ``max_seq_len - T``.
-    ``on_column(i)`` is called after every column (progress, cancellation: it may raise).
+    ``on_column(i, column)`` is called after every column ``(1 + NC, 1)`` (progress, streaming,
+    cancellation: it may raise).
     ``ignore_stop`` generates the whole budget (benchmarks). ``decode_threads`` sets torch's intra-op
     threads for the per-token steps only (prefill keeps the default).
 
@@ -124,7 +125,7 @@ def generate_columns(model: BaseTransformer, prompt: Tensor, max_new_tokens: int
                                        kv_len=t, **sampling)
     columns = [first]
     if on_column is not None:
-        on_column(0)
+        on_column(0, first)
     history = torch.zeros(nc1, max(budget, REP_WINDOW), dtype=torch.long, device=device)
     input_pos = torch.tensor([t], device=device, dtype=torch.long)
     with _threads(decode_threads):
@@ -157,7 +158,7 @@ def _decode_loop(model, step, cur, input_pos, history, budget, t, sampling, eos_
         history[:, i: i + 1] = cur
         columns.append(cur)
         if on_column is not None:
-            on_column(i + 1)
+            on_column(i + 1, cur)
         if not ignore_stop and _is_stop(cur, eos_id, im_end_id):
             break
     return columns

@@ -241,7 +241,8 @@ class Handlers:
         return [*panels, *players, *pictures, summary]
 
     def generate_stream(self, req: Request, progress: gr.Progress | None = None) -> Iterator[list]:
-        """Yield each segment to the streaming player as it is decoded, then the full take and its picture.
+        """Yield audio to the streaming player while it is generated (``TTS.stream``: about every second of
+        speech), then the full take and its picture.
 
         Each yield is ``[stream chunk (WAV bytes or None), *panels, *players, *pictures, summary]``.
         """
@@ -257,6 +258,7 @@ class Handlers:
         parts: list[np.ndarray] = []
         tokens = 0
         sample_rate = self.tts.sample_rate
+        segments = 0
         for chunk in call_pipeline(self.tts.stream, req.text, params, takes=False, reference=self._reference(req),
                                    should_stop=self._stop.is_set):
             if first_audio is None:
@@ -264,10 +266,11 @@ class Handlers:
             sample_rate = chunk.sample_rate
             parts.append(chunk.audio)
             tokens += chunk.tokens
+            segments = chunk.segment + 1
             if progress is not None:
-                progress((chunk.index + 1) / max(chunk.num_segments, 1),
-                         desc=f"segment {chunk.index + 1}/{chunk.num_segments}")
-            status = (f"Streaming… segment {chunk.index + 1} of {chunk.num_segments} "
+                progress((chunk.segment + 1) / max(chunk.num_segments, 1),
+                         desc=f"segment {chunk.segment + 1}/{chunk.num_segments}")
+            status = (f"Streaming… segment {chunk.segment + 1} of {chunk.num_segments} "
                       f"(first audio after {first_audio:.2f} s)")
             takes = [*panels, *cleared, *cleared] if chunk.index == 0 else [gr.skip()] * (3 * MAX_TAKES)
             yield [wav_bytes(chunk.audio, sample_rate), *takes, status]
@@ -277,7 +280,7 @@ class Handlers:
                                 "try another seed, a longer text or a different reference", field="text")
         wall = time.perf_counter() - start
         wav_path, png_path = self._write_take(audio, sample_rate, 0)
-        summary = self._summary(tokens, wall, len(audio) / sample_rate, n=1, segments=len(parts),
+        summary = self._summary(tokens, wall, len(audio) / sample_rate, n=1, segments=segments,
                                 seed=params.seed, first_audio=first_audio)
         yield [None, *panels, gr.update(value=wav_path), *cleared[1:],
                gr.update(value=png_path), *cleared[1:], summary]
