@@ -68,7 +68,9 @@ def test_vits_decoder_fast_path_matches_module_path():
         fast = dec(x, g)
         dec.fast_inference = False
         ref = dec(x, g)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    # the two paths sum each convolution in another order (oneDNN picks per CPU: 1.6e-5 seen on AVX2-only
+    # Zen 3); half a 16-bit step of the tanh output is 1.5e-5
+    torch.testing.assert_close(fast, ref, atol=3e-5, rtol=1e-4)
 
 
 def _exercised(module: nn.Module) -> nn.Module:
