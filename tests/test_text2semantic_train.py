@@ -100,43 +100,45 @@ def test_training_step_decreases_loss(data_dir):
         assert torch.isfinite(lit.validation_step(batch, 0))
 
 
-def test_lora_only_adapters_train_and_merge_is_exact(data_dir):
+def _tiny_with_lora() -> tuple[torch.nn.Module, set[str], torch.Tensor]:
+    """The tiny model with random (non-zero) LoRA adapters, its base keys, and a (1, 3, 12) input."""
     torch.manual_seed(0)
     model = build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu").eval()
     base_keys = set(model.state_dict())
     setup_lora(model, r=2, lora_alpha=4)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all("lora_" in n for n in trainable)
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_" in n:
                 p.normal_(0, 0.05)
     inp = torch.cat([torch.randint(7, 100, (1, 1, 12)), torch.randint(2, 40, (1, 2, 12))], 1)
+    return model, base_keys, inp
+
+
+def _assert_same_logits(a, b) -> None:
+    torch.testing.assert_close(a.token_logits, b.token_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.codebook_logits, b.codebook_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_only_adapters_train_and_merge_is_exact(data_dir):
+    model, base_keys, inp = _tiny_with_lora()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
     with torch.no_grad():
         a = model(inp)
         merge_lora(model)
         b = model(inp)
     assert set(model.state_dict()) == base_keys
-    torch.testing.assert_close(a.token_logits, b.token_logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(a.codebook_logits, b.codebook_logits, atol=1e-5, rtol=1e-5)
+    _assert_same_logits(a, b)
 
 
 def test_cpu_relayout_keeps_lora_adapters_acting():
     """use_column_major_weights (what SemanticGenerator does on CPU) must not fuse away LoRA's w1/w3."""
-    torch.manual_seed(0)
-    model = build_text2semantic(compose_preset("text2semantic", "tiny"), "cpu").eval()
-    setup_lora(model, r=2, lora_alpha=4)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_" in n:
-                p.normal_(0, 0.05)
-    inp = torch.cat([torch.randint(7, 100, (1, 1, 12)), torch.randint(2, 40, (1, 2, 12))], 1)
+    model, _, inp = _tiny_with_lora()
     with torch.no_grad():
         before = model(inp)
         model.use_column_major_weights()
         after = model(inp)
-    torch.testing.assert_close(before.token_logits, after.token_logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(before.codebook_logits, after.codebook_logits, atol=1e-5, rtol=1e-5)
+    _assert_same_logits(before, after)
 
 
 def test_train_py_fast_dev_run(data_dir, tmp_path):
