@@ -27,7 +27,7 @@ from tests.serving.conftest import TEST_LIMITS, decode, wait_ready
 NEAR_GREEDY = dict(top_p=0.1, temperature=0.1, repetition_penalty=1.0, noise_scale=0.0)
 TEXTS = ["A short one.", "This request is a little longer than the first.", "Third, with a different length!",
          "And a fourth request to fill the batch."]
-LONG_TEXT = " ".join(f"Sentence {i} is here." for i in range(9))
+LONG_TEXT = " ".join(f"Sentence {i} is here." for i in range(5))
 
 
 @pytest.fixture(scope="module")
