@@ -40,22 +40,6 @@ log = logging.getLogger(__name__)
 __all__ = ["TTS", "AudioChunk", "ProgressEvent", "SynthesisResult", "Reference", "GenerationCancelled"]
 
 SLOTS = ("text2semantic", "vqgan", "vits", "firefly")
-_PARAM_NAMES = frozenset(f.name for f in dataclasses.fields(SynthesisParams))
-
-
-def _speed_applied(stream: Callable[..., Iterator[AudioChunk]]) -> Callable[..., Iterator[AudioChunk]]:
-    """Wrap :meth:`TTS.stream` so that every chunk is time-stretched by the request's ``speed``.
-
-    The stream body stays unaware of speed; at 1.0 the chunks pass through untouched.
-    """
-
-    @functools.wraps(stream)
-    def wrapper(self: "TTS", text: str, *, params: SynthesisParams | None = None, **kwargs) -> Iterator[AudioChunk]:
-        speed = self._params(params, {k: v for k, v in kwargs.items() if k in _PARAM_NAMES}).speed
-        for chunk in stream(self, text, params=params, **kwargs):
-            yield chunk if speed == 1.0 else dataclasses.replace(chunk, audio=self._apply_speed(chunk.audio, speed))
-
-    return wrapper
 
 
 def _setting(cfg: DictConfig, key: str):
@@ -256,6 +240,14 @@ class TTS:
         return lambda segment: (base * 1_000_003 + take * 1009 + segment) % (2**31 - 1)
 
     @staticmethod
+    def _prompts(references: list[Reference]) -> tuple[dict, torch.Tensor | None]:
+        """The generator's prompt arguments (the references with a transcript) and the timbre clip (the first)."""
+        prompted = [r for r in references if r.text]
+        prompts = {"prompt_texts": [r.text for r in prompted],
+                   "prompt_tokens": [torch.from_numpy(r.codes) for r in prompted]}
+        return prompts, (torch.from_numpy(references[0].audio) if references else None)
+
+    @staticmethod
     def _code_range(decoder_name: str, dec) -> int:
         """Codec ids of ``dec``: the LLM's codebook (1024 + specials) is wider than the codec's."""
         return dec.model.vq.n_codes if decoder_name == "vits" else dec.codebook_size
@@ -268,12 +260,9 @@ class TTS:
         ``rng``: the request's token generator when the generator batches (see ``SemanticGenerator.generate``).
         """
         self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
-        prompted = [r for r in references if r.text]
-        ref_audio = torch.from_numpy(references[0].audio) if references else None
+        prompts, ref_audio = self._prompts(references)
         seeds = self._decode_seeds(p, take)
-        for seg in self.generator.generate(text, prompt_texts=[r.text for r in prompted],
-                                           prompt_tokens=[torch.from_numpy(r.codes) for r in prompted],
-                                           params=p, should_stop=should_stop, rng=rng):
+        for seg in self.generator.generate(text, **prompts, params=p, should_stop=should_stop, rng=rng):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled()
             yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale,
@@ -365,7 +354,6 @@ class TTS:
         return SynthesisResult(audio=takes[0], sample_rate=self.sample_rate, takes=takes, segments=segments,
                                tokens=tokens, wall_seconds=wall, audio_seconds=audio_seconds, rtf=rtf)
 
-    @_speed_applied
     def stream(self, text: str, *, params: SynthesisParams | None = None, reference=None, reference_audio=None,
                reference_text: str | None = None, should_stop: Callable[[], bool] | None = None,
                **overrides) -> Iterator[AudioChunk]:
@@ -383,7 +371,9 @@ class TTS:
         with self._lock:
             self.decoder(p.decoder)  # before seeding, as synthesize
             seed_everything(p.seed)
-            yield from self._stream_take(text, references, p, should_stop)
+            for chunk in self._stream_take(text, references, p, should_stop):
+                yield chunk if p.speed == 1.0 else dataclasses.replace(chunk, audio=self._apply_speed(chunk.audio,
+                                                                                                       p.speed))
 
     def _stream_take(self, text: str, references: list[Reference], p: SynthesisParams,
                      should_stop: Callable[[], bool] | None) -> Iterator[AudioChunk]:
@@ -391,12 +381,10 @@ class TTS:
 
         dec, generator = self.decoder(p.decoder), self.generator  # loaded here: the lock is ours
         texts = generator.segment_texts(text, p)
-        prompted = [r for r in references if r.text]
-        ref_audio = torch.from_numpy(references[0].audio) if references else None
+        prompts, ref_audio = self._prompts(references)
         seeds = self._decode_seeds(p, 0)
-        generate = functools.partial(generator.generate, text, prompt_texts=[r.text for r in prompted],
-                                     prompt_tokens=[torch.from_numpy(r.codes) for r in prompted], params=p,
-                                     should_stop=should_stop, rng=self._token_rng(p))
+        generate = functools.partial(generator.generate, text, **prompts, params=p, should_stop=should_stop,
+                                     rng=self._token_rng(p))
         index = tokens = 0
         current: SegmentStream | None = None
         for kind, segment, value in generation_events(self._generator_thread(), generate):

@@ -63,11 +63,16 @@ def page(browser, page_url):
     page.close()
 
 
+def use_reference(page, clip) -> None:
+    """Tick "use a reference", upload ``clip`` and type its transcript."""
+    page.locator("#use-ref input").check()
+    page.locator("#reference-audio input[type=file]").set_input_files(str(clip))
+    page.locator("#reference-text textarea").fill("A short reference clip.")
+
+
 def test_generate_with_reference_then_error(page, reference_clip):
     page.locator("#text textarea").press_sequentially("Héllo there, web UI.")
-    page.locator("#use-ref input").check()
-    page.locator("#reference-audio input[type=file]").set_input_files(str(reference_clip))
-    page.locator("#reference-text textarea").fill("A short reference clip.")
+    use_reference(page, reference_clip)
     page.locator("#reference-audio audio, #reference-audio [data-testid^=waveform]").first.wait_for()
     expect(page.locator("#preview textarea")).to_have_value("Hello there, web UI.")  # live normalised text
 
@@ -139,9 +144,7 @@ def test_labels_follow_the_browser_language(browser, page_url, locale, texts):
 
 def test_speed_and_a_second_clip_in_the_page(page, reference_clip):
     page.locator("#text textarea").fill("Speed and two clips.")
-    page.locator("#use-ref input").check()
-    page.locator("#reference-audio input[type=file]").set_input_files(str(reference_clip))
-    page.locator("#reference-text textarea").fill("A short reference clip.")
+    use_reference(page, reference_clip)
     page.locator("#more-clips").get_by_text("More clips of the same voice (optional)").click()
     page.locator("#reference-audio-2 input[type=file]").set_input_files(str(reference_clip))
     page.locator("#reference-text-2 textarea").fill("The same clip again.")
