@@ -17,8 +17,9 @@ from pydantic import BaseModel, Field
 
 from speechlm.errors import SpeechLMError
 from speechlm.params import SynthesisParams
-from speechlm.serving import errors, routes_speech, routes_voices
+from speechlm.serving import docs_pages, errors, routes_fish, routes_openai, routes_speech, routes_voices
 from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware
+from speechlm.serving.openai_errors import OpenAIErrorShape
 from speechlm.serving.settings import ServeSettings
 from speechlm.serving.voices import Voice, VoiceStore
 from speechlm.serving.worker import WorkerPool
@@ -134,6 +135,7 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     _install_docs(app)
+    docs_pages.install(app, DOCS_ASSETS)
     app.state.server = state
     errors.install(app)
     # Added last = runs first: log and 500 around everything, then the key, then the body limit.
@@ -141,10 +143,13 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
     app.add_middleware(ReplicaHeaderMiddleware, replica_id=replica_id)
+    app.add_middleware(OpenAIErrorShape)  # outermost: reshapes every error of the OpenAI routes
 
     auth = [Depends(_auth_dependency(settings.api_key))] if settings.api_key else []
     app.include_router(routes_speech.router, dependencies=auth)
     app.include_router(routes_voices.router, dependencies=auth)
+    app.include_router(routes_openai.router, dependencies=auth)
+    app.include_router(routes_fish.router, dependencies=auth)
     _install_health(app, pool, replica_id)
     return app
 

@@ -20,8 +20,8 @@ log = logging.getLogger("speechlm.serving")
 access_log = logging.getLogger("speechlm.serving.access")
 
 # Paths anyone may call: health probes, the docs page and its assets, the OpenAPI document.
-PUBLIC = ("/v1/health", "/", "/openapi.json")
-PUBLIC_PREFIXES = ("/docs-assets/",)
+PUBLIC = ("/v1/health", "/", "/openapi.json", "/docs", "/redoc")
+PUBLIC_PREFIXES = ("/docs-assets/", "/redoc-assets/")
 
 
 class AccessLogMiddleware:

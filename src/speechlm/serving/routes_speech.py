@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from speechlm.errors import InputError
 from speechlm.serving import formats
 from speechlm.serving.errors import error_responses
+from speechlm.serving.openai_errors import openai_error_responses
 from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
 from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
 from speechlm.serving.synthesis import (InlineClip, SpeechJob, StreamPiece, Synthesized, speakable_text,
@@ -38,7 +39,8 @@ _SSE_EVENT = {"type": "object", "required": ["data"],
               "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}
 SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with stream_format=sse",
                           "content": {**_AUDIO, "text/event-stream": {"schema": _SSE_EVENT}}},
-                    **error_responses(*_ERRORS)}
+                    **openai_error_responses(error_responses(*_ERRORS))}
+OPENAI_PCM_RATE = 24000  # OpenAI's pcm: 24 kHz 16-bit mono
 
 
 def _decode_reference(data: str, limit: int, field: str = "reference_audio") -> bytes:
@@ -225,8 +227,12 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     if req.speed is not None:
         values["speed"] = req.speed
     params = server.defaults().replace(**values)
+    rate = req.sample_rate or (OPENAI_PCM_RATE if req.response_format == "pcm" else None)
+    if req.response_format == "opus" and rate not in (None, 48000):
+        raise InputError(f"opus is always 48000 Hz, not sample_rate={rate}", "leave sample_rate out for opus",
+                         field="sample_rate")
     return SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
-                     text_field="input", emotion=req.emotion)
+                     text_field="input", emotion=req.emotion, sample_rate=rate)
 
 
 @router.post("/v1/audio/speech", responses=SPEECH_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")

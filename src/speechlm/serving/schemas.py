@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from speechlm.params import api_field
+from speechlm.serving.formats import OUTPUT_RATES
 from speechlm.serving.voices import MAX_CLIPS, MAX_TAG_CHARS, VOICE_ID_PATTERN
 
 # JSON Schema (ECMA) and pydantic's Rust regex read "$" as the end of the string, unlike Python's re
@@ -67,8 +68,10 @@ class InvokeRequest(BaseModel):
     speaker: Optional[str] = api_field("speaker", max_length=100)
     speed: float = api_field("speed", strict=True)
     noise_scale: float = api_field("noise_scale", strict=True)
-    format: Literal["wav", "mp3", "flac"] = "wav"
-    streaming: bool = Field(False, description="WAV header, then 16-bit PCM per segment as it is decoded")
+    format: Literal["wav", "mp3", "flac", "opus", "aac", "pcm"] = Field(
+        "wav", description="opus: Ogg Opus at 48 kHz; aac: ADTS; pcm: raw 16-bit little-endian mono at 44.1 kHz")
+    streaming: bool = Field(False, description="send the audio while it is generated (wav: a header of unknown "
+                                               "length, then 16-bit PCM; other formats: encoded incrementally)")
     # The API's seed defaults to null (a random take per request, as the original's API), not the CLI's.
     seed: Optional[int] = api_field("seed", None)
     num_samples: int = api_field("num_samples")
@@ -97,7 +100,8 @@ class SpeechRequest(BaseModel):
         None, description="a saved voice id (or {\"id\": ...}); OpenAI's built-in names (alloy, …) mean the "
                           "default voice unless saved under that name")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
-        "mp3", description="aac is not supported (400); pcm is 16-bit little-endian mono at 44.1 kHz")
+        "mp3", description="pcm is raw 16-bit little-endian mono at 24 kHz, as OpenAI's (sample_rate=44100 for the "
+                           "model's rate); opus is Ogg Opus at 48 kHz; aac is ADTS; the others at 44.1 kHz")
     stream_format: Literal["audio", "sse"] = Field(
         "audio", description="audio: the file streamed as it is made; sse: speech.audio.delta/done events")
     speed: Optional[float] = api_field("speed", None)  # null = the server's default (1.0 unless configured)
@@ -107,6 +111,9 @@ class SpeechRequest(BaseModel):
     seed: Optional[int] = api_field("seed", None)
     speaker: Optional[str] = api_field("speaker", max_length=100)
     emotion: Optional[Tag] = Field(None, description=_EMOTION_HELP.replace(" (or of `references`)", ""))
+    sample_rate: Optional[Literal[OUTPUT_RATES]] = Field(
+        None, description="output rate in Hz (not for opus, always 48 kHz); null = 24000 for pcm (OpenAI's), "
+                          "the model's 44100 for the other formats")
 
     @property
     def voice_id(self) -> str | None:

@@ -74,6 +74,7 @@ class SpeechJob:
     text_field: str = "text"                # request field holding the text
     clips: list[InlineClip] = field(default_factory=list)
     emotion: str | None = None
+    sample_rate: int | None = None          # streamed output rate (None = the model's)
 
 
 # What the pipeline takes as keywords when it has no ``params=`` argument yet (issue 10).
@@ -171,7 +172,7 @@ def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
             tokens += chunk.tokens
             if not len(audio):
                 continue
-            encoder = encoder or formats.StreamEncoder(fmt, chunk.sample_rate)
+            encoder = encoder or formats.stream_encoder(fmt, chunk.sample_rate, req.sample_rate)
             piece = StreamPiece(encoder.encode(audio), len(audio) / chunk.sample_rate, chunk.tokens)
             job.emit(piece)
             seconds += piece.seconds
