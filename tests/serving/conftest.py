@@ -15,6 +15,7 @@ import soundfile as sf
 
 from speechlm.serving import ServeSettings, create_app
 from speechlm.serving.background import serve_in_thread
+from speechlm.serving.openai_errors import OPENAI_ROUTES
 
 # Small limits so every limit is cheap to hit; short generations so the suite stays fast.
 TEST_LIMITS = dict(max_text_length=200, max_reference_bytes=300_000, max_reference_seconds=3.0,
@@ -96,10 +97,15 @@ def pcm_to_float(data: bytes) -> np.ndarray:
 
 
 def assert_error(response: httpx.Response, status: int, field: str | None, *words: str) -> dict:
-    """The response is a JSON error with ``status``, naming ``field`` and containing ``words``."""
+    """The response is a JSON error with ``status``, naming ``field`` and containing ``words`` (in OpenAI's shape
+    on the OpenAI routes; returned as ``{"error": message, "field": param}`` then)."""
     assert response.status_code == status, (response.status_code, response.text[:300])
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
+    if response.request.url.path in OPENAI_ROUTES:  # OpenAI's shape there, the same message and field
+        error = body.get("error")
+        assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}, body
+        body = {"error": error["message"], "field": error["param"]}
     assert isinstance(body.get("error"), str) and body["error"]
     if field is not None:
         assert body.get("field") == field, body
