@@ -31,11 +31,14 @@ DESCRIPTION = """Voice-cloning text-to-speech.
 * `POST /v1/invoke` — the Fish Speech v1.1.2 request body (plus `seed`, `reference_id`, `num_samples`).
 * `POST /v1/audio/speech` — OpenAI-compatible; `voice` is a saved voice id.
 * `/v1/references` — saved voices (upload once, use by id).
+* `POST /v1/tts`, `/v1/vqgan/encode`, `/v1/vqgan/decode` — the Fish Speech 1.5 API (JSON or msgpack).
+* `GET /v1/models`, `GET /v1/audio/voices` — the model and the saved voices, as OpenAI / Kokoro clients list them.
 * `/v1/health` — readiness: 200 once the models are loaded, 503 while loading or after a failed load
   (no auth). Liveness: the server answers at all.
 
-Every error is JSON `{"error": "what is wrong — what to do", "field": ...}`; each operation lists the
-statuses it can give. With an `api_key` configured, send `Authorization: Bearer <api_key>` (the
+Every error is JSON `{"error": "what is wrong — what to do", "field": ...}` (on the OpenAI routes in
+OpenAI's shape `{"error": {"message", "type", "param", "code"}}`); each operation lists the statuses it
+can give. With an `api_key` configured, send `Authorization: Bearer <api_key>` (the
 **Authorize** button here); it is checked before the request body is read.
 """
 
