@@ -243,6 +243,8 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     flac through an incremental encoder; the bytes joined are one valid file);
     ``stream_format=sse`` sends ``speech.audio.delta`` events (base64 pieces of the same byte stream)
     and a final ``speech.audio.done``. ``model`` is accepted and not used; ``instructions`` is refused (400).
+    ``pcm`` is 16-bit mono at 24 kHz as in OpenAI's API (extension ``sample_rate``: another rate, e.g. 44100).
+    Errors are in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
     """
     server = request.app.state.server
     spec = _speech_job(req, server)
