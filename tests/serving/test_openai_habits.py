@@ -44,6 +44,8 @@ def test_openai_shape_only_on_openai_routes(client):
     assert r.status_code == 400
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert int(r.headers["content-length"]) == len(r.content)
+    big = client.post("/v1/audio/speech", json={"input": "x" * 700_000})  # the body-limit middleware's 413
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
     fish = client.post("/v1/invoke", json={"text": ""})  # the Fish routes keep {"error": str, "field": ...}
     assert fish.status_code == 400 and fish.json()["field"] == "text" and isinstance(fish.json()["error"], str)
 
