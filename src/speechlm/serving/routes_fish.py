@@ -14,12 +14,13 @@ from fastapi.responses import Response
 
 from speechlm.errors import AudioError, InputError
 from speechlm.serving import formats
+from speechlm.serving.audio_responses import (AUDIO_CONTENT, audio_body, audio_headers, finished, first_piece,
+                                              stream_pieces)
 from speechlm.serving.bodies import packed_response, read_body, request_body
 from speechlm.serving.errors import error_responses
 from speechlm.serving.fish_schemas import (MAX_DECODE_TOKENS, FishTTSRequest, VQGANDecodeRequest,
                                            VQGANDecodeResponse, VQGANEncodeRequest, VQGANEncodeResponse)
-from speechlm.serving.routes_speech import (_AUDIO, _audio_body, _finished, _first_piece, _headers, _pieces,
-                                            _speaker)
+from speechlm.serving.routes_speech import prompt_speaker
 from speechlm.serving.streaming import JobStreamingResponse, await_job
 from speechlm.serving.synthesis import InlineClip, SpeechJob, speakable_text, stream_job, synthesize_job
 
@@ -27,7 +28,7 @@ router = APIRouter(tags=["fish speech 1.5"])
 
 _ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, 500, 503)
 _PACKED = {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}
-TTS_RESPONSES = {200: {"description": "the audio", "content": _AUDIO}, **_ERRORS}
+TTS_RESPONSES = {200: {"description": "the audio", "content": AUDIO_CONTENT}, **_ERRORS}
 # The sampling fields a Fish request carries, by their speechlm.params name (left out: the server's default).
 _SAMPLING = {"chunk_length", "top_p", "repetition_penalty", "temperature", "normalize"}
 
@@ -62,7 +63,7 @@ def _tts_job(req: FishTTSRequest, server) -> SpeechJob:
     voice = server.store.get(req.reference_id, field="reference_id") if req.reference_id is not None else None
     clips = _clips(req, settings.max_reference_bytes)
     values = {**req.model_dump(include=_SAMPLING, exclude_unset=True), "seed": req.seed, "num_samples": 1,
-              "max_new_tokens": req.max_new_tokens or cap, "speaker": _speaker(None, voice, server)}
+              "max_new_tokens": req.max_new_tokens or cap, "speaker": prompt_speaker(None, voice, server)}
     params = server.defaults().replace(**values)
     return SpeechJob(text=text, params=params, reference_id=req.reference_id, clips=clips)
 
@@ -78,12 +79,12 @@ async def tts(request: Request) -> Response:
     fmt, limit = req.format, server.settings.max_reference_seconds
     if req.streaming:
         job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "tts")
-        items, first = await _first_piece(request, job)
-        return JobStreamingResponse(job, _audio_body(_pieces(request, items, first, job)),
-                                    media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
+        items, first = await first_piece(request, job)
+        return JobStreamingResponse(job, audio_body(stream_pieces(request, items, first, job)),
+                                    media_type=formats.CONTENT_TYPES[fmt], headers=audio_headers(fmt))
     job = server.pool.submit(synthesize_job(spec, fmt, server.store, limit), "tts")
-    result = await _finished(request, job)
-    headers = {**_headers(fmt), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
+    result = await finished(request, job)
+    headers = {**audio_headers(fmt), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
     return Response(result.files[0], media_type=formats.CONTENT_TYPES[fmt], headers=headers)
 
 

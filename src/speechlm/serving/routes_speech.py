@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -12,24 +11,22 @@ from fastapi.responses import JSONResponse, Response
 
 from speechlm.errors import InputError
 from speechlm.serving import formats
+from speechlm.serving.audio_responses import (AUDIO_CONTENT, audio_body, audio_headers, finished, first_piece,
+                                              stream_pieces)
 from speechlm.serving.errors import error_responses
 from speechlm.serving.openai_errors import openai_error_responses
 from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
-from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
-from speechlm.serving.synthesis import (InlineClip, SpeechJob, StreamPiece, Synthesized, speakable_text,
-                                        stream_job, synthesize_job)
-from speechlm.serving.worker import Job
+from speechlm.serving.streaming import JobStreamingResponse, sse_event
+from speechlm.serving.synthesis import InlineClip, SpeechJob, StreamPiece, speakable_text, stream_job, synthesize_job
 
-log = logging.getLogger("speechlm.serving")
 router = APIRouter(tags=["speech"])
 
 # OpenAI's built-in voice names: accepted and mean "the model's default voice" unless saved under that id.
 OPENAI_VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
                  "marin", "cedar"}
-_AUDIO = {t: {"schema": {"type": "string", "format": "binary"}} for t in formats.CONTENT_TYPES.values()}
 _ERRORS = (400, 401, 404, 413, 415, 422, 429, 500, 503)
 INVOKE_RESPONSES = {200: {"description": "the audio (or JSON with base64 takes when num_samples > 1)",
-                          "content": {**_AUDIO, "application/json": {"schema": {
+                          "content": {**AUDIO_CONTENT, "application/json": {"schema": {
                               "type": "object", "required": ["format", "sample_rate", "audios"], "properties": {
                                   "format": {"type": "string"}, "sample_rate": {"type": "integer"},
                                   "audios": {"type": "array", "items": {"type": "string"}}}}}}},
@@ -38,7 +35,7 @@ INVOKE_RESPONSES = {200: {"description": "the audio (or JSON with base64 takes w
 _SSE_EVENT = {"type": "object", "required": ["data"],
               "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}
 SPEECH_RESPONSES = {200: {"description": "the audio, or server-sent events with stream_format=sse",
-                          "content": {**_AUDIO, "text/event-stream": {"schema": _SSE_EVENT}}},
+                          "content": {**AUDIO_CONTENT, "text/event-stream": {"schema": _SSE_EVENT}}},
                     **openai_error_responses(error_responses(*_ERRORS))}
 OPENAI_PCM_RATE = 24000  # OpenAI's pcm: 24 kHz 16-bit mono
 
@@ -60,42 +57,6 @@ def _decode_reference(data: str, limit: int, field: str = "reference_audio") -> 
         raise InputError(f"{field} is {len(audio)} bytes, more than the limit of {limit}",
                          "send a shorter clip", field=field, status=413)
     return audio
-
-
-def _headers(fmt: str) -> dict:
-    ext = "ogg" if fmt == "opus" else fmt
-    return {"Content-Disposition": f"attachment; filename=audio.{ext}"}
-
-
-async def _finished(request: Request, job: Job) -> Synthesized:
-    result: Synthesized = await await_job(request, job, job.result())
-    add_audio_seconds(request, result.audio_seconds)
-    return result
-
-
-async def _first_piece(request: Request, job: Job) -> tuple[AsyncIterator[StreamPiece], StreamPiece | None]:
-    """Wait for the first segment, so errors before any audio still get a proper 4xx status."""
-    items = job.items().__aiter__()
-    try:
-        return items, await await_job(request, job, items.__anext__())
-    except StopAsyncIteration:
-        return items, None
-
-
-async def _pieces(request: Request, items: AsyncIterator[StreamPiece], first: StreamPiece | None,
-                  job: Job) -> AsyncIterator[StreamPiece]:
-    """All streamed pieces, first included; a failure mid-stream is logged and ends the stream."""
-    if first is not None:
-        add_audio_seconds(request, first.seconds)
-        yield first
-    try:
-        async for piece in items:
-            add_audio_seconds(request, piece.seconds)
-            yield piece
-    except Exception as e:  # noqa: BLE001 - headers are sent: end the stream cleanly and log
-        if not job.should_stop():
-            log.error("%s: stream ended early: %s: %s", request.url.path, type(e).__name__, e)
-            request.state.stream_error = str(e) or type(e).__name__
 
 
 def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
@@ -134,7 +95,7 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
     # Fields the client left out keep the server's defaults (task=serve speaker=alice top_p=0.5 ...).
     values = {**req.model_dump(include=set(SAMPLING_FIELDS), exclude_unset=True), "seed": req.seed,
               "max_new_tokens": req.max_new_tokens or cap}
-    values["speaker"] = _speaker(req.speaker, voice, server)
+    values["speaker"] = prompt_speaker(req.speaker, voice, server)
     params = server.defaults().replace(**values)  # validated once, here
     return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
                      reference_id=req.reference_id, clips=clips, emotion=req.emotion)
@@ -169,7 +130,7 @@ def _inline_clips(req: InvokeRequest, limit: int) -> list[InlineClip]:
     return clips
 
 
-def _speaker(asked: str | None, voice, server) -> str | None:
+def prompt_speaker(asked: str | None, voice, server) -> str | None:
     """The prompt's speaker: the request's, else the saved voice's, else the server's default."""
     if asked is not None and asked.strip():
         return asked.strip()
@@ -191,15 +152,15 @@ async def invoke(req: InvokeRequest, request: Request) -> Response:
     if req.streaming:
         job = server.pool.submit(stream_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                                  "invoke")
-        items, first = await _first_piece(request, job)
-        body = _audio_body(_pieces(request, items, first, job))
+        items, first = await first_piece(request, job)
+        body = audio_body(stream_pieces(request, items, first, job))
         return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[req.format],
-                                    headers=_headers(req.format))
+                                    headers=audio_headers(req.format))
 
     job = server.pool.submit(synthesize_job(spec, req.format, server.store, server.settings.max_reference_seconds),
                              "invoke")
-    result = await _finished(request, job)
-    headers = {**_headers(req.format), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
+    result = await finished(request, job)
+    headers = {**audio_headers(req.format), "X-Audio-Seconds": f"{result.audio_seconds:.3f}"}
     if len(result.files) > 1:
         return JSONResponse({"format": req.format, "sample_rate": result.sample_rate,
                              "audios": [base64.b64encode(f).decode() for f in result.files]}, headers=headers)
@@ -223,7 +184,7 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
                          "pass voice=<saved voice id> whose clips are tagged, or leave emotion out",
                          field="emotion")
     values = {"seed": req.seed, "num_samples": 1, "max_new_tokens": server.settings.max_new_tokens,
-              "speaker": _speaker(req.speaker, voice, server)}
+              "speaker": prompt_speaker(req.speaker, voice, server)}
     if req.speed is not None:
         values["speed"] = req.speed
     params = server.defaults().replace(**values)
@@ -251,19 +212,13 @@ async def speech(req: SpeechRequest, request: Request) -> Response:
     fmt = req.response_format
     limit = server.settings.max_reference_seconds
     job = server.pool.submit(stream_job(spec, fmt, server.store, limit), "speech")
-    items, first = await _first_piece(request, job)
-    pieces = _pieces(request, items, first, job)
+    items, first = await first_piece(request, job)
+    pieces = stream_pieces(request, items, first, job)
     if req.stream_format == "audio":
-        body = _audio_body(pieces)
-        return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=_headers(fmt))
+        body = audio_body(pieces)
+        return JobStreamingResponse(job, body, media_type=formats.CONTENT_TYPES[fmt], headers=audio_headers(fmt))
     body = _sse_body(request, pieces, len(req.input))
     return JobStreamingResponse(job, body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-async def _audio_body(pieces: AsyncIterator[StreamPiece]) -> AsyncIterator[bytes]:
-    async for piece in pieces:
-        if piece.data:
-            yield piece.data
 
 
 async def _sse_body(request: Request, pieces: AsyncIterator[StreamPiece], chars: int) -> AsyncIterator[bytes]:
