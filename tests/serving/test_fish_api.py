@@ -37,6 +37,14 @@ def test_msgpack_body_with_raw_reference_bytes(client):
     assert again.status_code == 200 and again.content == r.content
 
 
+def test_fish_1_4_fields_are_accepted(client):
+    """Fish 1.4's ServeTTSRequest sends these with every request (documented as having no effect)."""
+    body = client_body(mp3_bitrate=128, opus_bitrate=-1000, latency="normal", use_memory_cache="never")
+    r = post_msgpack(client, "/v1/tts", body)
+    assert r.status_code == 200, r.text
+    assert r.content == post_msgpack(client, "/v1/tts", client_body()).content
+
+
 @pytest.mark.parametrize("fmt, rate", [("pcm", 44100), ("mp3", 44100), ("opus", 48000)])
 def test_formats(client, fmt, rate):
     r = post_msgpack(client, "/v1/tts", client_body(format=fmt))
