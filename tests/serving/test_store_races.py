@@ -107,7 +107,8 @@ def _traffic(bases: list[str], stop: threading.Event, seed: int, bad: list[str],
                 if action == "create":
                     r, ok = _post(c, base, voice_id, k), (201,)
                 elif action == "update":
-                    r, ok = _patch(c, base, voice_id, k), (200, 400, 404)  # 400: the voice is full of clips
+                    # 400: the voice is full of clips; 409: it changed between read and commit
+                    r, ok = _patch(c, base, voice_id, k), (200, 400, 404, 409)
                 else:
                     r, ok = c.delete(f"{base}/v1/references/{voice_id}"), (200, 404)
             except httpx.TransportError:

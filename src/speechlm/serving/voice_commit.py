@@ -131,6 +131,7 @@ class VoiceChanges:
                 for name in written:  # never named by any voice.json: safe to remove
                     with contextlib.suppress(OSError, StoreError):
                         self.storage.remove_file(f"{voice.id}/{name}")
+                self.storage.remove_dir(voice.id)  # only if that left it empty
                 raise
             cached = self._encoded.get(voice.id)
             if cached is not None and cached[0] != voice.fingerprint:
