@@ -120,3 +120,27 @@ def test_on_change_is_called_after_save_update_delete(root, caplog):
     store.on_change = broken
     store.add("w", wav_bytes(0.3), "t")  # the save stands; the failure is logged
     assert "w" in store and any("cache gone" in r.getMessage() for r in caplog.records)
+
+
+def test_store_of_the_previous_layout_loads_and_changes(tmp_path):
+    """Multi-clip voices saved before this change (audio named by content hash) load, change and delete."""
+    import hashlib
+
+    clips = []
+    for k in (1, 2):
+        audio = wav_bytes(0.3, seed=k)
+        sha = hashlib.sha256(audio).hexdigest()
+        (tmp_path / "old").mkdir(exist_ok=True)
+        (tmp_path / "old" / f"audio-{sha[:16]}.wav").write_bytes(audio)
+        clips.append({"text": f"take-{k}", "seconds": 0.3, "bytes": len(audio), "sha256": sha,
+                      "audio_file": f"audio-{sha[:16]}.wav", "emotion": None})
+    (tmp_path / "old" / "voice.json").write_text(json.dumps({
+        "id": "old", "text": "take-1", "seconds": 0.6, "bytes": 0, "sha256": clips[0]["sha256"], "created": 1.0,
+        "audio_file": clips[0]["audio_file"], "speaker": None, "clips": clips}))
+    store = VoiceStore(tmp_path)
+    assert [c.text for c in store.get("old").clips] == ["take-1", "take-2"]
+    voice = store.update("old", remove=[0], speaker="narrator")
+    assert [c.text for c in voice.clips] == ["take-2"] and store.read_audio("old") == wav_bytes(0.3, seed=2)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted(["voice.json", voice.audio_file])
+    store.delete("old")
+    assert not (tmp_path / "old").exists()
