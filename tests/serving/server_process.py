@@ -34,9 +34,10 @@ def _serve(args: argparse.Namespace) -> None:
     if args.slow_writes:
         write = Storage.write
 
-        def slow_write(self, name, data):
-            write(self, name, data)
+        def slow_write(self, name, data, **kwargs):
+            done = write(self, name, data, **kwargs)
             time.sleep(args.slow_writes)
+            return done
 
         Storage.write = slow_write
     if args.tiny:

@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from speechlm.errors import InputError, SpeechLMError
-from speechlm.serving.errors import error_responses
+from speechlm.serving.errors import ErrorBody, error_responses
 from speechlm.serving.streaming import await_job
-from speechlm.serving.voices import NewClip, Voice, check_voice_id
+from speechlm.serving.voices import NewClip, Pending, Voice, check_voice_id
 from speechlm.serving.worker import ServerBusy
 
 log = logging.getLogger("speechlm.serving")
@@ -64,7 +64,10 @@ class Deleted(BaseModel):
     deleted: str
 
 
-_SAVE_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 500)
+# the store's own failures: 503 (unreachable, read-only) or 507 (full), naming references_dir
+_STORE_ERRORS = {**error_responses(503), 507: {"model": ErrorBody, "description": "the voice store (references_dir) "
+                                                                                  "is full"}}
+_SAVE_ERRORS = {**error_responses(400, 401, 404, 409, 413, 415, 422, 500), **_STORE_ERRORS}
 
 
 @router.post("/v1/references", status_code=201, summary="Save a voice (1-N clips: audio + transcript)",
@@ -111,29 +114,29 @@ async def update_reference(
         raise InputError("the PATCH changes nothing", "send audio+text to add clips, remove=<index> or speaker",
                          field="body")
     clips = await _clips(store, audio or [], text or [], emotion) if (audio or text) else []
-    voice = await run_in_threadpool(lambda: store.update(voice_id, add=clips, remove=remove or [], speaker=speaker,
-                                                         set_speaker=set_speaker))
-    added = list(range(len(voice.clips) - len(clips), len(voice.clips)))
-    encoded = await _encode(request, voice, undo=lambda: store.update(voice_id, remove=added) if added else None)
+    pending = await run_in_threadpool(lambda: store.prepare_update(voice_id, add=clips, remove=remove or [],
+                                                                   speaker=speaker, set_speaker=set_speaker))
+    encoded = await _encode(request, pending)
+    voice = await run_in_threadpool(store.commit, pending)
     log.info("changed voice '%s' (%d clip(s))", voice.id, len(voice.clips))
     return JSONResponse({**public(voice), "encoded": encoded})
 
 
 @router.get("/v1/references", summary="List saved voices", response_model=VoiceList,
-            responses=error_responses(401, 500))
+            responses={**error_responses(401, 500), **_STORE_ERRORS})
 async def list_references(request: Request) -> dict:
     voices = await run_in_threadpool(request.app.state.server.store.list)
     return {"voices": [public(v) for v in voices]}
 
 
 @router.get("/v1/references/{voice_id}", summary="One saved voice", response_model=VoiceInfo,
-            responses=error_responses(400, 401, 404, 500))
+            responses={**error_responses(400, 401, 404, 500), **_STORE_ERRORS})
 async def get_reference(voice_id: str, request: Request) -> dict:
     return public(await run_in_threadpool(request.app.state.server.store.get, voice_id))
 
 
 @router.delete("/v1/references/{voice_id}", summary="Delete a saved voice", response_model=Deleted,
-               responses=error_responses(400, 401, 404, 500))
+               responses={**error_responses(400, 401, 404, 500), **_STORE_ERRORS})
 async def delete_reference(voice_id: str, request: Request) -> dict:
     await run_in_threadpool(request.app.state.server.store.delete, voice_id)
     return {"deleted": voice_id}
@@ -144,8 +147,10 @@ async def _save(request: Request, voice_id: str, audio: list[UploadFile], text: 
                 emotion: list[str] | None, speaker: str | None, *, overwrite: bool, status: int = 201) -> JSONResponse:
     store = request.app.state.server.store
     clips = await _clips(store, audio, text, emotion)
-    voice = await run_in_threadpool(lambda: store.save(voice_id, clips, speaker=speaker, overwrite=overwrite))
-    encoded = await _encode(request, voice, undo=lambda: store.delete(voice.id))
+    pending = await run_in_threadpool(lambda: store.prepare_save(voice_id, clips, speaker=speaker,
+                                                                 overwrite=overwrite))
+    encoded = await _encode(request, pending)
+    voice = await run_in_threadpool(store.commit, pending)
     log.info("saved voice '%s' (%d clip(s), %.1f s)", voice.id, len(voice.clips), voice.seconds)
     return JSONResponse({**public(voice), "encoded": encoded}, status_code=status)
 
@@ -169,17 +174,20 @@ async def _clips(store, audio: list[UploadFile], text: list[str], emotion: list[
     return clips
 
 
-async def _encode(request: Request, voice: Voice, undo) -> bool:
-    """Encode every clip now (False when the workers are busy: then on first use); on failure ``undo()``."""
+async def _encode(request: Request, pending: Pending) -> bool:
+    """Encode every clip before the change is committed (False when the workers are busy: then on first use).
+
+    Encoding first means a clip the codec refuses is never saved, and a voice another server deletes
+    right after the commit cannot turn this request into a 404.
+    """
     server = request.app.state.server
     store = server.store
     try:
-        job = server.pool.submit(lambda tts, job: store.references(voice.id, tts.encode_reference), "encode")
+        job = server.pool.submit(lambda tts, job: store.prime(pending, tts.encode_reference), "encode")
         await await_job(request, job, job.result())
     except ServerBusy:
         return False
     except SpeechLMError as e:
-        await run_in_threadpool(undo)
         if e.field in (None, "reference", "reference_audio"):
             e.field = "audio"
         raise

@@ -6,6 +6,7 @@ both the multi-clip layout and the single-clip one of earlier versions are read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -13,6 +14,9 @@ from speechlm.errors import InputError
 
 MAX_CLIPS = 8            # clips per voice: every one is part of the prompt, so they share the model's context
 MAX_TAG_CHARS = 64       # emotion tags and speaker names
+# Matched with fullmatch everywhere: "$" would also accept a trailing newline.
+VOICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+VOICE_ID_RE = re.compile(VOICE_ID_PATTERN)
 
 
 class NewClip(NamedTuple):
@@ -128,3 +132,12 @@ def check_tag(value: str | None, field: str) -> str | None:
         raise InputError(f"{field} must be at most {MAX_TAG_CHARS} printable characters",
                          f"use a short name for {field}", field=field)
     return value
+
+
+def check_voice_id(voice_id: str, field: str = "id") -> str:
+    """Return ``voice_id`` if it is a safe id, else raise :class:`InputError` naming ``field``."""
+    if not isinstance(voice_id, str) or not VOICE_ID_RE.fullmatch(voice_id):
+        shown = voice_id if isinstance(voice_id, str) and len(voice_id) <= 80 else "(too long)"
+        raise InputError(f"voice id '{shown}' is not allowed",
+                         "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", field=field)
+    return voice_id
