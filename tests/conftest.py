@@ -21,6 +21,15 @@ def reference_root() -> Path:
     return Path(os.environ.get("SPEECHLM_REFERENCE", ROOT.parent / "shared" / "reference")).resolve()
 
 
+@pytest.fixture(autouse=True)
+def _probe_cache(tmp_path_factory, monkeypatch):
+    """Load-time probe decisions (kernels, precision) go to a fresh folder per test, never the home cache."""
+    from speechlm import probes
+
+    monkeypatch.setenv(probes.ENV_DIR, str(tmp_path_factory.mktemp("probes")))
+    probes.configure()
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     root = reference_root()
