@@ -212,3 +212,19 @@ def test_bf16_speedup_keeps_the_minimum_of_interleaved_rounds(monkeypatch):
     monkeypatch.setattr(HiFiGANGenerator, "forward", forward)
     speedup = precision.measure_bf16_speedup(module, (torch.randn(1, 8, 16),), clock=lambda: now[0])
     assert speedup == pytest.approx(1.0 / 1.25)
+
+
+def test_probe_cache_key_reaches_the_pipeline(tmp_path, capfd, monkeypatch):
+    from speechlm.cli import main
+    from speechlm.config import compose
+    from speechlm.pipeline import TTS
+
+    TTS(compose("infer", ["task=tts", "text=hi", "device=cpu", "probe_cache=refresh", f"cache_dir={tmp_path}"]))
+    assert probes.mode() == "refresh" and probes.cache_folder() == tmp_path / "probes"
+    TTS(compose("infer", ["task=generate", "text=hi", "device=cpu"]))
+    assert probes.mode() == "use" and probes.cache_folder() != tmp_path / "probes"  # the env var / home default
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert main(["task=tts", "text=hi", "device=cpu", "probe_cache=sometimes"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "probe_cache='sometimes'" in err[0]
