@@ -66,7 +66,7 @@ def stand_ins(monkeypatch):
     load = {"v": 0.2}  # the load average per CPU the probe cache sees (pinned: the real one moves)
     monkeypatch.setattr(probes, "current_load", lambda: load["v"])
 
-    def choose(c, rounds=5, names=("slow", "fast"), load_avg=0.2):
+    def choose(c, rounds=3, names=("slow", "fast"), load_avg=0.2):
         clock["c"], load["v"] = c, load_avg
         kernels._CACHE.clear()
         q, s = quantize_per_channel_int8(torch.randn(40, 128, generator=torch.Generator().manual_seed(0)))

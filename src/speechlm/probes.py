@@ -159,7 +159,7 @@ def remember(kind: str, key: str, record: Mapping) -> None:
                 log.warning("cannot write the probe cache %s (%s); decisions are not kept", path, e)
 
 
-def interleaved_min(timers: Mapping[str, Callable[[], float]], rounds: int = 5, max_rounds: int = 15) -> dict:
+def interleaved_min(timers: Mapping[str, Callable[[], float]], rounds: int = 3, max_rounds: int = 8) -> dict:
     """Each candidate's minimum over interleaved rounds of ``timer() -> seconds``.
 
     Every round runs each timer once, in an order rotated per round (no candidate always goes first).

@@ -209,7 +209,7 @@ def _timed(names, states: dict, x: Tensor, rounds: int, table: dict | None, cloc
 _CACHE: dict[tuple, str] = {}
 
 
-def choose_kernel(q: Tensor, s: Tensor, names: list[str] | None = None, rounds: int = 5, *,
+def choose_kernel(q: Tensor, s: Tensor, names: list[str] | None = None, rounds: int = 3, *,
                   clock: Callable[[], float] | None = None) -> str:
     """The fastest correct kernel for int8 weights of ``q``'s shape on ``q``'s device.
 
@@ -267,7 +267,7 @@ LAYOUTS: dict[str, Kernel] = {
 }
 
 
-def choose_float_layout(weight: Tensor, rounds: int = 5, *, clock: Callable[[], float] | None = None) -> str:
+def choose_float_layout(weight: Tensor, rounds: int = 3, *, clock: Callable[[], float] | None = None) -> str:
     """``"row"`` or ``"column"``: the faster memory layout for a float32 linear weight of this shape.
 
     Measured and kept like :func:`choose_kernel` (per process and on disk).
