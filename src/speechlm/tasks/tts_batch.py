@@ -124,7 +124,7 @@ def _line_defaults(line: Line, cfg: DictConfig) -> tuple[str | None, str | None,
     return cfg.get("voice"), cfg.get("reference"), cfg.get("reference_text")
 
 
-def _synthesize(tts, refs: _References, line: Line, cfg: DictConfig) -> float:
+def _synthesize(tts, refs: _References, line: Line, cfg: DictConfig, should_stop=None) -> float:
     """Synthesize one line and write its outputs; returns the seconds of audio written."""
     voice, reference, reference_text = _line_defaults(line, cfg)
     ref = refs.get(voice, reference, reference_text)
@@ -133,10 +133,37 @@ def _synthesize(tts, refs: _References, line: Line, cfg: DictConfig) -> float:
         speaker = refs.voices.store.get(voice, field="voice").speaker
         if speaker and cfg.get("speaker") is None:
             overrides["speaker"] = speaker
-    result = tts.synthesize(line.text, reference=ref, **overrides)
+    result = tts.synthesize(line.text, reference=ref, should_stop=should_stop, **overrides)
     for path, audio in zip(output_paths(line.output, len(result.takes)), result.takes):
         save_audio(path, audio, result.sample_rate)
     return result.audio_seconds
+
+
+def _run_all(tts, refs: _References, todo: list[Line], cfg: DictConfig, summary: BatchSummary) -> None:
+    """Every line of ``todo`` at once from ``max_batch_size`` threads; Ctrl-C stops the lines in flight."""
+    stop = threading.Event()
+    workers = max(1, int(cfg.get("max_batch_size", 1) or 1))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="speechlm-batch")
+    try:
+        with _progress() as bar:
+            task = bar.add_task("tts", total=len(todo))
+            futures = {pool.submit(_synthesize, tts, refs, ln, cfg, stop.is_set): ln for ln in todo}
+            for fut in as_completed(futures):
+                ln = futures[fut]
+                try:
+                    summary.audio_seconds += fut.result()
+                    summary.done += 1
+                except (SpeechLMError, RuntimeError, ValueError, OSError) as e:
+                    # one line's failure (bad reference, no audio generated, disk) must not stop the rest
+                    reason = str(e) if isinstance(e, SpeechLMError) else f"{type(e).__name__}: {e}"
+                    summary.failed.append(BadLine(ln.number, reason))
+                    bar.console.print(f"error: line {ln.number}: {reason}", markup=False, highlight=False)
+                bar.advance(task)
+    except BaseException:
+        stop.set()  # lines in flight end at their next token; the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _progress():
@@ -174,22 +201,8 @@ def run_batch(cfg: DictConfig, tts_factory) -> int:
     start = time.perf_counter()
     if todo:
         tts = tts_factory(cfg)
-        refs = _References(tts, voices)
-        workers = max(1, int(cfg.get("max_batch_size", 1) or 1))
-        with _progress() as bar, ThreadPoolExecutor(workers, thread_name_prefix="speechlm-batch") as pool:
-            task = bar.add_task("tts", total=len(todo))
-            futures = {pool.submit(_synthesize, tts, refs, ln, cfg): ln for ln in todo}
-            for fut in as_completed(futures):
-                ln = futures[fut]
-                try:
-                    summary.audio_seconds += fut.result()
-                    summary.done += 1
-                except (SpeechLMError, RuntimeError, ValueError, OSError) as e:
-                    # one line's failure (bad reference, no audio generated, disk) must not stop the rest
-                    reason = str(e) if isinstance(e, SpeechLMError) else f"{type(e).__name__}: {e}"
-                    summary.failed.append(BadLine(ln.number, reason))
-                    bar.console.print(f"error: line {ln.number}: {reason}", markup=False, highlight=False)
-                bar.advance(task)
+        start = time.perf_counter()  # the summary's wall time and RTF are synthesis, not model loading
+        _run_all(tts, _References(tts, voices), todo, cfg, summary)
     summary.wall_seconds = time.perf_counter() - start
     summary.failed.sort(key=lambda b: b.number)
     print(summary.line())

@@ -96,7 +96,10 @@ def _json_line(raw: str, number: int, width: int, output_dir: Path, fmt: str) ->
     unknown = sorted(set(obj) - set(JSON_KEYS))
     if unknown:
         raise InputError(f"unknown key(s) {', '.join(unknown)}", f"use {', '.join(JSON_KEYS)}")
-    fields: dict = {"text": obj.get("text")}
+    if not isinstance(obj.get("text"), str):
+        raise InputError("no \"text\" string" if obj.get("text") is None else
+                         f"'text' must be a string, not {type(obj['text']).__name__}", "give each line a \"text\"")
+    fields: dict = {"text": obj["text"]}
     if obj.get("voice") is not None and obj.get("reference") is not None:
         raise InputError("both 'voice' and 'reference' given", "use one of them")
     for key in ("voice", "reference", "reference_text"):
