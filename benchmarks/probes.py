@@ -13,6 +13,7 @@ Then it times one decision with the disk cache cold and warm (what a second load
 
     .venv/bin/python benchmarks/probes.py --size small --repeats 3      # a dry run
     .venv/bin/python benchmarks/probes.py --size medium --repeats 6
+    .venv/bin/python benchmarks/probes.py --load dual_ar_2_codebook_small   # model load: cold vs warm cache
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import collections
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,11 +71,38 @@ def _min(q, s, names) -> str:
     return kernels.choose_kernel(q, s, names)
 
 
+def _one_load(preset: str) -> None:
+    """In a fresh process: build a random ``preset`` model quantized to int8 as a load does; print seconds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from generate import random_model
+
+    t0 = time.perf_counter()
+    random_model(preset, torch.float32, 512, "int8")
+    print(f"{time.perf_counter() - t0:.2f}")
+
+
+def _loads(preset: str) -> None:
+    """The same model load twice, each in a new process, sharing one probe cache folder (cold, then warm)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, SPEECHLM_PROBE_CACHE=tmp)
+        for label in ("cold", "warm", "warm"):
+            out = subprocess.run([sys.executable, __file__, "--one-load", preset], env=env, capture_output=True,
+                                 text=True, check=True).stdout.split()[-1]
+            print(f"{preset} random weights, quantize=int8 load ({label} probe cache): {out} s; "
+                  f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SHAPES), default="small")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--load", metavar="PRESET", help="time a model load with the probe cache cold and warm")
+    ap.add_argument("--one-load", metavar="PRESET", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one_load:
+        return _one_load(args.one_load)
+    if args.load:
+        return _loads(args.load)
     names = kernels.candidates(torch.device("cpu"))
     print(f"cpu: {probes.machine()['cpu']}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"candidates {', '.join(names)}; load average before {os.getloadavg()}")
