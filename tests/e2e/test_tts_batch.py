@@ -97,7 +97,10 @@ class _RecordingTTS:
     def __init__(self):
         self.lock = threading.Lock()
         self.active = self.peak = self.calls = 0
-        self.seeds = {}
+        self.seeds, self.seen = {}, {}
+
+    def encode_reference(self, audio, text=None):
+        return ("encoded", len(audio) if isinstance(audio, bytes) else str(audio), text)
 
     def synthesize(self, text, reference=None, **overrides):
         with self.lock:
@@ -109,6 +112,7 @@ class _RecordingTTS:
             if text == "boom":
                 raise RuntimeError("model exploded")
             self.seeds[text] = overrides.get("seed")
+            self.seen[text] = (reference, overrides.get("speaker"))
             audio = np.full(4410, 0.1, np.float32)
             return SynthesisResult(audio=audio, sample_rate=44100, takes=[audio], segments=1, tokens=10,
                                    wall_seconds=0.05, audio_seconds=0.1, rtf=0.5)
@@ -177,6 +181,19 @@ def test_ctrl_c_stops_the_lines_in_flight_and_starts_no_more(tmp_path, monkeypat
         run_batch(_cfg(tmp_path, src, max_batch_size=2), lambda cfg: tts)
     assert stopped == ["line 1"] and tts.calls <= 3  # lines 0 and 2 at most; the queued ones never started
     assert len(list((tmp_path / "out").iterdir())) == tts.calls
+
+
+def test_saved_voice_gives_reference_and_speaker_unless_the_line_names_one(tmp_path):
+    from speechlm.serving.voices import VoiceStore
+
+    clip = _clip(tmp_path / "ref.wav")
+    VoiceStore(tmp_path / "voices").add("alice", clip.read_bytes(), "what alice says", speaker="ally")
+    src = _jsonl(tmp_path / "lines.jsonl", {"text": "a", "voice": "alice"},
+                 {"text": "b", "voice": "alice", "speaker": "bob"}, {"text": "c"})
+    tts = _RecordingTTS()
+    assert run_batch(_cfg(tmp_path, src), lambda cfg: tts) == 0
+    voice_ref = ("encoded", len(clip.read_bytes()), "what alice says")
+    assert tts.seen == {"a": (voice_ref, "ally"), "b": (voice_ref, "bob"), "c": (None, None)}
 
 
 def test_bad_default_reference_fails_before_the_model(tmp_path):

@@ -15,7 +15,7 @@ from speechlm.audio.io import check_audio_path, load_audio, save_audio
 from speechlm.errors import InputError
 from speechlm.params import check_text
 from speechlm.pipeline import TTS
-from speechlm.tasks.tts_batch import _Voices, output_paths, run_batch
+from speechlm.tasks.tts_batch import SavedVoices, output_paths, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ __all__ = ["output_paths", "run"]
 def _single(cfg: DictConfig) -> list[Path]:
     output = check_audio_path(str(cfg.output))
     check_text(cfg.text, cfg.max_text_length)
-    voices = _Voices(cfg.get("references_dir"))
+    voices = SavedVoices(cfg.get("references_dir"))
     if cfg.get("voice"):
         if cfg.reference:
             raise InputError("both voice= and reference= given", "use one of them", field="voice")
@@ -38,7 +38,7 @@ def _single(cfg: DictConfig) -> list[Path]:
         reference = voices.store.reference(str(cfg.voice), tts.encode_reference, field="voice")
     else:  # without reference_text the clip gives the VITS timbre only (the original's behaviour)
         reference = tts.encode_reference(str(cfg.reference), cfg.reference_text) if cfg.reference else None
-    result = tts.synthesize(str(cfg.text), reference=reference)
+    result = tts.synthesize(str(cfg.text), reference=reference, **voices.speaker(cfg.get("voice"), cfg))
     paths = output_paths(output, len(result.takes))
     for path, audio in zip(paths, result.takes):
         save_audio(path, audio, result.sample_rate)

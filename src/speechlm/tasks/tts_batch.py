@@ -53,7 +53,7 @@ class BatchSummary:
                 f"(RTF {rtf})")
 
 
-class _Voices:
+class SavedVoices:
     """Saved voices of the server's store, opened read-only on first use (no leftovers are cleaned)."""
 
     def __init__(self, root: str | None):
@@ -73,6 +73,13 @@ class _Voices:
 
     def check(self, voice_id: str) -> None:
         self.store.get(voice_id, field="voice")
+
+    def speaker(self, voice_id: str | None, cfg: DictConfig) -> dict:
+        """``{"speaker": name}`` when the saved voice names one and the command sets no ``speaker=``."""
+        if not voice_id or cfg.get("speaker") is not None:
+            return {}
+        name = self.store.get(voice_id, field="voice").speaker
+        return {"speaker": name} if name else {}
 
 
 def _reference_checker(max_seconds: float):
@@ -96,7 +103,7 @@ def _reference_checker(max_seconds: float):
 class _References:
     """Encoded references shared by the lines (a voice or a file used by many lines is encoded once)."""
 
-    def __init__(self, tts, voices: _Voices):
+    def __init__(self, tts, voices: SavedVoices):
         self.tts, self.voices = tts, voices
         self._lock = threading.Lock()
         self._memo: dict[tuple, object] = {}
@@ -128,11 +135,7 @@ def _synthesize(tts, refs: _References, line: Line, cfg: DictConfig, should_stop
     """Synthesize one line and write its outputs; returns the seconds of audio written."""
     voice, reference, reference_text = _line_defaults(line, cfg)
     ref = refs.get(voice, reference, reference_text)
-    overrides = line.overrides()
-    if "speaker" not in overrides and voice:
-        speaker = refs.voices.store.get(voice, field="voice").speaker
-        if speaker and cfg.get("speaker") is None:
-            overrides["speaker"] = speaker
+    overrides = {**refs.voices.speaker(voice, cfg), **line.overrides()}  # the line's own speaker wins
     result = tts.synthesize(line.text, reference=ref, should_stop=should_stop, **overrides)
     for path, audio in zip(output_paths(line.output, len(result.takes)), result.takes):
         save_audio(path, audio, result.sample_rate)
@@ -183,7 +186,7 @@ def run_batch(cfg: DictConfig, tts_factory) -> int:
     path = check_input_file(str(cfg.input))
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else path.with_name(f"{path.stem}_audio")
     ensure_writable_dir(output_dir, "output_dir")
-    voices = _Voices(cfg.get("references_dir"))
+    voices = SavedVoices(cfg.get("references_dir"))
     check_reference = _reference_checker(float(cfg.get("max_reference_seconds") or 0))
     if cfg.get("voice"):
         voices.check(str(cfg.voice))  # a bad default voice fails the command, before any model loads
