@@ -6,8 +6,9 @@ float32), or ``"auto"``: bf16 only where the CPU does bf16 arithmetic natively (
 Arm BF16) *and* a micro-benchmark of the loaded module on a short input shows it faster than fp32 by
 :data:`MIN_SPEEDUP`. The benchmark times fp32 and bf16 in interleaved rounds and keeps each one's minimum
 (a busy machine only adds time), and its result is cached on disk per CPU, torch version, module shapes
-and dtype (:mod:`speechlm.probes`), so the next load reuses it (``probe_cache=refresh`` measures again). Elsewhere (no native bf16, not faster, not a CPU) it stays fp32, so "auto"
-never makes a machine slower on an assumption. bf16 output differs from fp32 by the rounding of every
+and dtype (:mod:`speechlm.probes`), so the next load reuses it (``probe_cache=refresh`` measures again).
+Elsewhere (no native bf16, not faster, not a CPU) it stays fp32, so "auto" never makes a machine slower on
+an assumption. bf16 output differs from fp32 by the rounding of every
 activation (tested tolerance in ``tests/test_precision.py``).
 """
 
