@@ -244,12 +244,18 @@ def test_cli_batch_with_saved_voice_reference_and_every_format(tmp_path, tiny_ar
 
 
 def test_cli_single_text_writes_what_decode_writes(tmp_path, tiny_args, capfd, monkeypatch):
-    """task=tts used to refuse .opus/.ogg; it now takes the writer's set (every format: test_audio_io)."""
+    """task=tts used to refuse .opus/.ogg; it now takes the writer's set (every format: test_audio_io).
+    Also one text in a saved voice (voice=)."""
     from speechlm.cli import main
+    from speechlm.serving.voices import VoiceStore
 
     monkeypatch.chdir(tmp_path)
-    assert main(["task=tts", "text=Hi there.", "output=x.opus", "num_samples=2", *tiny_args]) == 0, \
-        capfd.readouterr().err
+    VoiceStore(tmp_path / "voices").add("alice", _clip(tmp_path / "ref.wav").read_bytes(), "a test voice")
+    capfd.readouterr()
+    assert main(["task=tts", "text=Hi there.", "voice=nobody", "references_dir=voices", *tiny_args]) == 2
+    assert "no saved voice with id 'nobody'" in capfd.readouterr().err
+    assert main(["task=tts", "text=Hi there.", "output=x.opus", "num_samples=2", "voice=alice",
+                 "references_dir=voices", *tiny_args]) == 0, capfd.readouterr().err
     for name in ("x_0.opus", "x_1.opus"):
         info = sf.info(tmp_path / name)
         assert info.format == "OGG" and info.subtype == "OPUS" and info.frames > 0
