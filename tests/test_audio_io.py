@@ -231,8 +231,27 @@ def test_encode_audio_pcm_is_16_bit_little_endian():
 
 
 def test_encode_audio_unknown_format():
-    with pytest.raises(InputError, match="unknown audio format 'aac'"):
-        encode_audio(tone(0.1), SR, "aac")
+    with pytest.raises(InputError, match="unknown audio format 'xyz'"):
+        encode_audio(tone(0.1), SR, "xyz")
+
+
+def test_one_format_set_for_files_and_bytes(tmp_path):
+    """save_audio (task=tts, task=decode, batch outputs) writes exactly what encode_audio (HTTP) encodes."""
+    from speechlm.audio.io import OUTPUT_FORMATS, check_audio_path
+
+    assert set(OUTPUT_FORMATS) >= {"wav", "flac", "mp3", "ogg", "opus", "aac", "pcm"}
+    x = tone(0.3)
+    for fmt in OUTPUT_FORMATS:
+        check_audio_path(f"out.{fmt.upper()}")  # extensions are case-insensitive
+        path = save_audio(tmp_path / f"out.{fmt}", x, SR)
+        data = path.read_bytes()
+        if fmt in ("mp3", "aac", "opus", "ogg"):  # lossy encoders: same length, same leading bytes
+            assert data[:4] == encode_audio(x, SR, fmt)[:4] and len(data) > 100
+        else:
+            assert data == encode_audio(x, SR, fmt)
+    assert np.frombuffer((tmp_path / "out.pcm").read_bytes(), "<i2").size == len(x)
+    assert (tmp_path / "out.aac").read_bytes()[:2] in (b"\xff\xf1", b"\xff\xf9")  # ADTS sync word
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"out.{f}" for f in OUTPUT_FORMATS)
 
 
 # --- resampler vs the fixture's torchaudio route ------------------------------------------------------

@@ -205,7 +205,7 @@ DECODE_BAD = [
     (["input=good.npy", "text=   "], "text is empty"),
     (["input=good.npy", "text=hi", "reference=missing.wav"], "does not exist"),
     (["input=good.npy", "text=hi", "reference=corrupt.wav"], "could not be decoded"),
-    (["input=good.npy", "text=hi", "output=out.aac"], "extension"),
+    (["input=good.npy", "text=hi", "output=out.xyz"], "extension"),
     (["input=good.npy", "text=hi", "decoder=hifigan"], "decoder"),
     (["input=good.npy", "text=hi", "checkpoints.vits=__vqgan__"], "checkpoint"),
     (["input=good.npy", "decoder=vqgan", "checkpoints.vqgan=__vits__"], "checkpoint"),

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from speechlm import probes
 from speechlm.errors import InputError, SpeechLMError
 from speechlm.params import LIMITS, PARAMS, SynthesisParams, check_text
 from speechlm.reference_cache import Reference, ReferenceCache, content_key, file_identity
@@ -67,6 +68,7 @@ class TTS:
         self.max_text_length = _setting(cfg, "max_text_length")
         self.max_reference_seconds = _setting(cfg, "max_reference_seconds")
         self.cache = ReferenceCache(_setting(cfg, "cache_dir"))
+        probes.configure(_setting(cfg, "cache_dir"), str(cfg.get("probe_cache") or "use"))  # before any model loads
         self._generator = None
         self._codec = None  # VQGANCodec: encoder; + vocoder once decoder=vqgan was used
         self._codec_has_vocoder = False

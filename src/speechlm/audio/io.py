@@ -37,7 +37,13 @@ SILENCE_PEAK = 1e-4
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 
-# extension / format name → (libsndfile format, subtype) for writing
+# The one set of output formats of every entry point (task=tts, task=decode, batch outputs, save_audio, the
+# HTTP encoders): a file extension or a format name. ``aac`` (ADTS) goes through PyAV, ``pcm`` is raw 16-bit
+# little-endian mono at the model rate; the rest through libsndfile.
+OUTPUT_FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "aac", "pcm")
+OUTPUT_FORMATS_TEXT = ".wav, .flac, .mp3, .ogg, .opus, .aac or .pcm"
+
+# format name → (libsndfile format, subtype) for writing
 _WRITE_FORMATS = {
     "wav": ("WAV", "PCM_16"),
     "flac": ("FLAC", "PCM_16"),
@@ -190,12 +196,11 @@ def load_audio(src: AudioSource, *, target_sr: int = MODEL_SAMPLE_RATE, max_seco
     return audio
 
 
-def _format_for(fmt: str) -> tuple[str, str]:
-    key = fmt.lower().lstrip(".")
-    if key not in _WRITE_FORMATS:
-        raise InputError(f"unknown audio format '{fmt}'",
-                         "use one of: " + ", ".join(sorted(_WRITE_FORMATS)) + (", pcm" if key != "pcm" else ""))
-    return _WRITE_FORMATS[key]
+def _format_name(fmt: str) -> str:
+    key = str(fmt).lower().lstrip(".")
+    if key not in OUTPUT_FORMATS:
+        raise InputError(f"unknown audio format '{fmt}'", "use one of: " + ", ".join(OUTPUT_FORMATS), field="format")
+    return key
 
 
 def _as_mono_float(audio) -> np.ndarray:
@@ -211,40 +216,55 @@ def _as_mono_float(audio) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0)
 
 
-def _write(target, audio: np.ndarray, sr: int, fmt: str) -> None:
-    container, subtype = _format_for(fmt)
+def _aac(audio: np.ndarray, sr: int) -> bytes:
+    """AAC in ADTS frames (no libsndfile container for it): PyAV's FFmpeg encoder."""
+    try:
+        from speechlm.audio.stream_encode import StreamEncoder
+
+        enc = StreamEncoder("aac", sr)
+        return enc.encode(audio) + enc.finish()
+    except ImportError:
+        raise InputError("writing .aac needs PyAV, which is not installed",
+                         "pip install av (or choose .wav, .flac, .mp3, .ogg or .opus)", field="format") from None
+
+
+def encode_audio(audio, sr: int, fmt: str = "wav") -> bytes:
+    """Encode (N,) audio to the bytes of one file in ``fmt`` (any of :data:`OUTPUT_FORMATS`).
+
+    ``ogg`` is Ogg Vorbis; ``opus`` is Ogg Opus (at 48 kHz unless ``sr`` is an Opus rate); ``aac`` is ADTS;
+    ``pcm`` is raw 16-bit little-endian mono at ``sr``. Samples are clipped to [-1, 1].
+    """
+    key = _format_name(fmt)
+    data = _as_mono_float(audio)
+    if key == "pcm":
+        return (np.round(data * 32767.0)).astype("<i2").tobytes()
+    if key == "aac":
+        return _aac(data, int(sr))
+    container, subtype = _WRITE_FORMATS[key]
     if subtype == "OPUS" and sr not in _OPUS_RATES:
-        audio, sr = resample(audio, sr, 48000), 48000
-    sf.write(target, audio, int(sr), format=container, subtype=subtype)
+        data, sr = resample(data, sr, 48000), 48000
+    buf = io.BytesIO()
+    sf.write(buf, data, int(sr), format=container, subtype=subtype)
+    return buf.getvalue()
 
 
-def check_audio_path(path: str | os.PathLike) -> Path:
+def check_audio_path(path: str | os.PathLike, field: str = "output") -> Path:
     """Refuse an output file name whose extension :func:`save_audio` cannot write (check before heavy work)."""
     path = Path(path)
-    if path.suffix.lower().lstrip(".") not in _WRITE_FORMATS:
+    if path.suffix.lower().lstrip(".") not in OUTPUT_FORMATS:
         raise InputError(f"cannot write audio to '{path}': unknown extension '{path.suffix or '(none)'}'",
-                         "use a .wav, .flac or .mp3 (also .ogg, .opus) file name", field="output")
+                         f"use a {OUTPUT_FORMATS_TEXT} file name", field=field)
     return path
 
 
 def save_audio(path: str | os.PathLike, audio, sr: int) -> Path:
-    """Write (N,) audio to ``path``; the format follows the extension (.wav, .flac, .mp3, .ogg, .opus).
+    """Write (N,) audio to ``path``, atomically; the format follows the extension (:data:`OUTPUT_FORMATS`).
 
-    The file appears only when complete (written beside it, then renamed). Samples are clipped to [-1, 1].
+    The file appears only when complete (encoded in memory, written beside it, then renamed), so an
+    interrupted run never leaves a truncated file under the final name. Samples are clipped to [-1, 1].
     """
     path = check_audio_path(path)
-    data = _as_mono_float(audio)
+    data = encode_audio(audio, sr, path.suffix)
     with atomic_path(path) as tmp:
-        _write(str(tmp), data, sr, path.suffix.lower().lstrip("."))
+        tmp.write_bytes(data)
     return path
-
-
-def encode_audio(audio, sr: int, fmt: str = "wav") -> bytes:
-    """Encode (N,) audio to bytes: ``wav``/``flac``/``mp3``/``ogg`` (Vorbis)/``opus`` (Ogg Opus, at 48 kHz
-    unless ``sr`` is an Opus rate) or ``pcm`` (raw 16-bit little-endian mono at ``sr``)."""
-    data = _as_mono_float(audio)
-    if fmt.lower() == "pcm":
-        return (np.round(data * 32767.0)).astype("<i2").tobytes()
-    buf = io.BytesIO()
-    _write(buf, data, sr, fmt)
-    return buf.getvalue()

@@ -3,15 +3,19 @@
 ``precision`` is ``"fp32"`` (default: the weights as loaded, bit-stable), ``"bf16"`` (bfloat16 weights and
 activations; the module casts its input and output at its boundary, so callers keep passing and getting
 float32), or ``"auto"``: bf16 only where the CPU does bf16 arithmetic natively (AVX512-BF16, AMX-BF16 or
-Arm BF16) *and* a micro-benchmark of the loaded module on a short input, run once at load, shows it faster
-than fp32 by :data:`MIN_SPEEDUP`. Elsewhere (no native bf16, not faster, not a CPU) it stays fp32, so "auto"
-never makes a machine slower on an assumption. bf16 output differs from fp32 by the rounding of every
+Arm BF16) *and* a micro-benchmark of the loaded module on a short input shows it faster than fp32 by
+:data:`MIN_SPEEDUP`. The benchmark times fp32 and bf16 in interleaved rounds and keeps each one's minimum
+(a busy machine only adds time), and its result is cached on disk per CPU, torch version, module shapes
+and dtype (:mod:`speechlm.probes`), so the next load reuses it (``probe_cache=refresh`` measures again).
+Elsewhere (no native bf16, not faster, not a CPU) it stays fp32, so "auto" never makes a machine slower on
+an assumption. bf16 output differs from fp32 by the rounding of every
 activation (tested tolerance in ``tests/test_precision.py``).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
 from functools import lru_cache
@@ -21,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from speechlm import probes
 from speechlm.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -45,23 +50,49 @@ def native_bf16() -> bool:
     return bool(flags & _NATIVE_BF16_FLAGS)
 
 
-def _best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: oneDNN primitive creation, allocator
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _once(fn: Callable[[], object], clock: Callable[[], float]) -> Callable[[], float]:
+    def timed() -> float:
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+        return clock() - t
+
+    return timed
 
 
-def measure_bf16_speedup(module: nn.Module, example: Sequence[Tensor], repeats: int = 2) -> float:
-    """fp32 time / bf16 time of ``module(*example)`` (inference mode; the bf16 run on a copy)."""
+def measure_bf16_speedup(module: nn.Module, example: Sequence[Tensor], repeats: int = 5, *,
+                         clock: Callable[[], float] | None = None) -> float:
+    """fp32 time / bf16 time of ``module(*example)`` (inference mode; the bf16 run on a copy).
+
+    Both run once to warm up, then in interleaved rounds (at least ``repeats``), each keeping its minimum.
+    """
+    clock = clock or time.perf_counter
     low = copy.deepcopy(module).to(torch.bfloat16)
     with torch.inference_mode():
-        t32 = _best_time(lambda: module(*example), repeats)
-        t16 = _best_time(lambda: low(*example), repeats)  # the module casts its float32 input itself
-    return t32 / t16
+        runs = {"fp32": lambda: module(*example), "bf16": lambda: low(*example)}  # the module casts its input
+        for fn in runs.values():
+            fn()  # warm-up: oneDNN primitive creation, allocator
+        best = probes.interleaved_min({n: _once(fn, clock) for n, fn in runs.items()}, rounds=repeats)
+    return best["fp32"] / max(best["bf16"], 1e-12)
+
+
+def _probe_key(module: nn.Module, example: Sequence[Tensor]) -> str:
+    """The module's class, a digest of its parameter names, shapes and dtypes, and the probe input's shape."""
+    shapes = ";".join(f"{n}:{tuple(p.shape)}:{p.dtype}" for n, p in module.named_parameters())
+    digest = hashlib.sha256(shapes.encode()).hexdigest()[:16]
+    inputs = ",".join("x".join(map(str, t.shape)) + f":{t.dtype}" for t in example)
+    return f"{type(module).__name__}|{digest}|{inputs}|threads={torch.get_num_threads()}"
+
+
+def _bf16_speedup(module: nn.Module, example: Sequence[Tensor]) -> float:
+    """The measured speedup, from the probe cache when this module shape was measured before."""
+    key = _probe_key(module, example)
+    cached = probes.recall("bf16", key)
+    if cached is not None and isinstance(cached.get("speedup"), (int, float)):
+        log.debug("precision=auto: cached bf16 speedup %.2f for %s", cached["speedup"], type(module).__name__)
+        return float(cached["speedup"])
+    speedup = measure_bf16_speedup(module, example)
+    probes.remember("bf16", key, {"speedup": speedup})
+    return speedup
 
 
 def check_precision(precision: str) -> None:
@@ -94,7 +125,7 @@ def apply_precision(module: nn.Module, precision: str, example: Sequence[Tensor]
     if device.type != "cpu" or not native_bf16():
         log.info("precision=auto: fp32 (%s)", "not a CPU" if device.type != "cpu" else "no native bf16 on this CPU")
         return torch.float32
-    speedup = measure_bf16_speedup(module, example)
+    speedup = _bf16_speedup(module, example)
     chosen = torch.bfloat16 if speedup >= MIN_SPEEDUP else torch.float32
     log.info("precision=auto: bf16 is %.2fx fp32 on %s -> %s", speedup, type(module).__name__,
              "bf16" if chosen == torch.bfloat16 else "fp32")

@@ -78,20 +78,38 @@ class Int4Linear(nn.Module):
 
 
 def int4_speed_ratio(linear: nn.Module, groupsize: int, reference, rounds: int = 3) -> float:
-    """Seconds per batch-1 call of int4 / of ``reference(x)`` (the int8 path), best of ``rounds`` each."""
+    """Seconds per batch-1 call of int4 / of ``reference(x)`` (the int8 path).
+
+    Interleaved rounds, fastest call kept (:func:`speechlm.probes.interleaved_min`), and the ratio cached on
+    disk per CPU, torch version, shape and group size like the other load-time probes.
+    """
+    from speechlm import probes
+
+    w = linear.weight
+    key = (f"{linear.out_features}x{linear.in_features}|{w.dtype}|g{groupsize}|{probes.device_name(w.device)}"
+           f"|threads={torch.get_num_threads()}")
+    cached = probes.recall("int4", key)
+    if cached is not None and isinstance(cached.get("ratio"), (int, float)):
+        return float(cached["ratio"])
     layer = Int4Linear(linear, groupsize)
-    x = torch.randn(1, linear.in_features, device=linear.weight.device, dtype=linear.weight.dtype)
+    x = torch.randn(1, linear.in_features, device=w.device, dtype=w.dtype)
 
-    def best(fn) -> float:
-        fn()
-        t = math.inf
-        for _ in range(rounds):
-            t0 = time.perf_counter()
+    def fastest_call(fn):
+        def timed() -> float:
+            t = math.inf
             for _ in range(4):
+                t0 = time.perf_counter()
                 fn()
-            if x.device.type == "cuda":
-                torch.cuda.synchronize()
-            t = min(t, (time.perf_counter() - t0) / 4)
-        return t
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize()
+                t = min(t, time.perf_counter() - t0)
+            return t
 
-    return best(lambda: layer(x)) / best(lambda: reference(x))
+        fn()  # warm-up
+        return timed
+
+    best = probes.interleaved_min({"int4": fastest_call(lambda: layer(x)), "int8": fastest_call(lambda: reference(x))},
+                                  rounds)
+    ratio = best["int4"] / best["int8"]
+    probes.remember("int4", key, {"ratio": ratio})
+    return ratio

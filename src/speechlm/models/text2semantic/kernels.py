@@ -13,7 +13,9 @@ Every candidate computes ``x @ (q * scales[:, None]).T`` for int8 weights ``q`` 
 Which is fastest depends on the CPU (bf16 matrix-vector is 2× faster than fp32 on one machine and
 slower on another, see experiments/generation_speed), so :func:`choose_kernel` times the candidates
 per weight shape on matrices that do not fit in the caches (decoding streams every weight from
-memory once per token), checks each one's error on a probe, and caches the winner per process.
+memory once per token), checks each one's error on a probe, and keeps the winner for the process and on
+disk (:mod:`speechlm.probes`: interleaved rounds, minimum kept; reused at the next load per CPU, torch
+version, shape, dtype and thread count; ``probe_cache=refresh`` measures again).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from speechlm import probes
 
 log = logging.getLogger(__name__)
 
@@ -167,48 +171,78 @@ def _states(name: str, out_f: int, in_f: int, device: torch.device, table: dict 
     return [table[name].prepare(pool[i * n:(i + 1) * n].view(out_f, in_f), s) for i in range(copies)]
 
 
-def _pass_time(name: str, states: list, x: Tensor, table: dict | None = None) -> float:
-    """Seconds per call over one pass through ``states`` (weights streamed from memory, not cache)."""
+def _pass_time(name: str, states: list, x: Tensor, table: dict | None = None,
+               clock: Callable[[], float] | None = None) -> float:
+    """Seconds of the fastest call in one pass through ``states`` (weights streamed from memory, not cache).
+
+    The fastest call, not the mean: on a shared machine another process preempts single calls, and a pass's
+    mean carries every preemption in it, while its fastest call is the one that ran undisturbed.
+    """
     run = (table or KERNELS)[name].run
-    _sync(x.device)
-    t0 = time.perf_counter()
+    clock = clock or time.perf_counter
+    best = math.inf
     for st in states:
+        _sync(x.device)
+        t0 = clock()
         run(x, st)
-    _sync(x.device)
-    return (time.perf_counter() - t0) / len(states)
+        _sync(x.device)
+        best = min(best, clock() - t0)
+    return best
+
+
+def _disk_key(shape, dtype: str, device: torch.device, names) -> str:
+    """What a cached decision depends on within one machine's file (CPU and torch are the file's key)."""
+    return (f"{'x'.join(map(str, shape))}|{dtype}|{probes.device_name(device)}|threads={torch.get_num_threads()}"
+            f"|{','.join(names)}")
+
+
+def _timed(names, states: dict, x: Tensor, rounds: int, table: dict | None, clock) -> dict[str, float]:
+    """Warm each candidate up once, then :func:`speechlm.probes.interleaved_min` over passes."""
+    kw = {} if table is None else {"table": table}
+    if clock is not None:
+        kw["clock"] = clock
+    for n in names:
+        _pass_time(n, states[n], x, **kw)  # warm-up: first calls pay allocations and lazy initialisation
+    return probes.interleaved_min({n: functools.partial(_pass_time, n, states[n], x, **kw) for n in names}, rounds)
 
 
 _CACHE: dict[tuple, str] = {}
 
 
-def choose_kernel(q: Tensor, s: Tensor, names: list[str] | None = None, rounds: int = 3) -> str:
-    """The fastest correct kernel for int8 weights of ``q``'s shape on ``q``'s device (cached per process).
+def choose_kernel(q: Tensor, s: Tensor, names: list[str] | None = None, rounds: int = 3, *,
+                  clock: Callable[[], float] | None = None) -> str:
+    """The fastest correct kernel for int8 weights of ``q``'s shape on ``q``'s device.
 
-    Candidates are timed at batch 1 (what a decoding step runs) in interleaved rounds, best of
-    ``rounds`` each; a shared, noisy machine can still make a close call go either way.
+    Candidates are timed at batch 1 (what a decoding step runs) in interleaved rounds, the minimum of each
+    kept (:func:`speechlm.probes.interleaved_min`). The decision is kept per process and on disk, and a
+    cached one is reused (after checking it still computes the right product) instead of measuring again.
+
+    Args:
+        clock: seconds, monotonic (default ``time.perf_counter``; tests inject a slow one).
     """
     device = q.device
     names = list(names or candidates(device))
     key = (tuple(q.shape), device.type, torch.get_num_threads(), tuple(names))
     if key in _CACHE:
         return _CACHE[key]
+    disk_key = _disk_key(q.shape, f"{q.dtype}*{s.dtype}", device, names)
+    cached = probes.recall("int8", disk_key)
+    if cached and cached.get("choice") in names and _probe(cached["choice"], q, s, device) <= MAX_REL_ERROR:
+        _CACHE[key], _TIMES[key] = cached["choice"], dict(cached.get("times") or {})
+        log.debug("int8 kernel for %s on %s: %s (cached)", tuple(q.shape), device, cached["choice"])
+        return cached["choice"]
     ok = [n for n in names if _probe(n, q, s, device) <= MAX_REL_ERROR]
     if not ok:
         raise RuntimeError(f"no int8 kernel works on {device} (tried {', '.join(names)})")
     states = {n: _states(n, q.size(0), q.size(1), device) for n in ok}
-    x = torch.randn(1, q.size(1), device=device)
-    for n in ok:
-        _pass_time(n, states[n], x)  # warm-up: first calls pay allocations and lazy initialisation
-    times = {n: math.inf for n in ok}
-    for _ in range(rounds):
-        for n in ok:
-            times[n] = min(times[n], _pass_time(n, states[n], x))
+    times = _timed(ok, states, torch.randn(1, q.size(1), device=device), rounds, None, clock)
     del states
     best = min(times, key=times.get)
     log.debug("int8 kernel for %s on %s: %s (%s)", tuple(q.shape), device, best,
               ", ".join(f"{n} {1e3 * t:.3f} ms" for n, t in times.items()))
     _CACHE[key] = best
     _TIMES[key] = times
+    probes.remember("int8", disk_key, {"choice": best, "times": times})
     return best
 
 
@@ -233,20 +267,23 @@ LAYOUTS: dict[str, Kernel] = {
 }
 
 
-def choose_float_layout(weight: Tensor, rounds: int = 3) -> str:
-    """``"row"`` or ``"column"``: the faster memory layout for a float32 linear weight of this shape (cached)."""
+def choose_float_layout(weight: Tensor, rounds: int = 3, *, clock: Callable[[], float] | None = None) -> str:
+    """``"row"`` or ``"column"``: the faster memory layout for a float32 linear weight of this shape.
+
+    Measured and kept like :func:`choose_kernel` (per process and on disk).
+    """
     device = weight.device
     key = ("layout", tuple(weight.shape), device.type, torch.get_num_threads())
     if key in _CACHE:
         return _CACHE[key]
+    disk_key = _disk_key(weight.shape, str(weight.dtype), device, LAYOUTS)
+    cached = probes.recall("layout", disk_key)
+    if cached and cached.get("choice") in LAYOUTS:
+        _CACHE[key], _TIMES[key] = cached["choice"], dict(cached.get("times") or {})
+        return cached["choice"]
     states = {n: _states(n, weight.size(0), weight.size(1), device, LAYOUTS) for n in LAYOUTS}
-    x = torch.randn(1, weight.size(1), device=device)
-    times = {n: math.inf for n in LAYOUTS}
-    for n in LAYOUTS:
-        _pass_time(n, states[n], x, LAYOUTS)
-    for _ in range(rounds):
-        for n in LAYOUTS:
-            times[n] = min(times[n], _pass_time(n, states[n], x, LAYOUTS))
+    times = _timed(list(LAYOUTS), states, torch.randn(1, weight.size(1), device=device), rounds, LAYOUTS, clock)
     best = min(times, key=times.get)
     _CACHE[key], _TIMES[key] = best, times
+    probes.remember("layout", disk_key, {"choice": best, "times": times})
     return best
