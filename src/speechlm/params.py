@@ -230,4 +230,7 @@ def register_config_groups() -> None:
     cs = ConfigStore.instance()
     for group, names in GROUPS.items():
         cs.store(group="params", name=group, node={n: {**PARAMS, **LIMITS}[n].default for n in names})
+    from speechlm.serving.settings import register_config_groups as register_serve_groups
+
+    register_serve_groups()
     _registered = True

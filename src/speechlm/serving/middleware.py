@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speechlm.serving import errors
+from speechlm.serving.logs import escape
 
 log = logging.getLogger("speechlm.serving")
 access_log = logging.getLogger("speechlm.serving.access")
@@ -76,8 +77,15 @@ class AccessLogMiddleware:
         client = scope.get("client") or ("-", 0)
         left = " client left" if seen["left"] or state.get("client_left") else ""
         level = logging.DEBUG if scope.get("path") in self.QUIET and not left else logging.INFO
-        access_log.log(level, '%s "%s %s" %s %.3fs audio=%.2fs rtf=%s%s', client[0], scope.get("method"),
-                       scope.get("path"), seen["status"] or "-", latency, audio, rtf, left)
+        path = str(scope.get("path", ""))
+        fields = {"client": client[0], "method": scope.get("method"), "path": path, "status": seen["status"] or None,
+                  "latency_s": round(latency, 3), "audio_s": round(audio, 2),
+                  "rtf": round(latency / audio, 2) if audio > 0 else None, "client_left": bool(left)}
+        # Escaped here too (quotes included), so the line stays parseable whatever handler formats it.
+        access_log.log(level, '%s "%s %s" %s %.3fs audio=%.2fs rtf=%s%s', escape(client[0], True),
+                       escape(scope.get("method"), True), escape(path, True), seen["status"] or "-", latency,
+                       audio, rtf, left, extra={"access": fields})
+
 
 
 class AuthMiddleware:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from speechlm.errors import InputError
 from speechlm.serving import formats
 from speechlm.serving.errors import error_responses
+from speechlm.serving.limits import bounded
 from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
 from speechlm.serving.streaming import JobStreamingResponse, add_audio_seconds, await_job, sse_event
 from speechlm.serving.synthesis import (InlineClip, SpeechJob, StreamPiece, Synthesized, speakable_text,
@@ -91,7 +92,7 @@ async def _pieces(request: Request, items: AsyncIterator[StreamPiece], first: St
             add_audio_seconds(request, piece.seconds)
             yield piece
     except Exception as e:  # noqa: BLE001 - headers are sent: end the stream cleanly and log
-        if not job.should_stop():
+        if not job.cancelled:
             log.error("%s: stream ended early: %s: %s", request.url.path, type(e).__name__, e)
             request.state.stream_error = str(e) or type(e).__name__
 
@@ -134,8 +135,8 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
               "max_new_tokens": req.max_new_tokens or cap}
     values["speaker"] = _speaker(req.speaker, voice, server)
     params = server.defaults().replace(**values)  # validated once, here
-    return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
-                     reference_id=req.reference_id, clips=clips, emotion=req.emotion)
+    return bounded(SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
+                             reference_id=req.reference_id, clips=clips, emotion=req.emotion), settings)
 
 
 def _refuse_server_paths(req: InvokeRequest) -> None:
@@ -225,8 +226,8 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     if req.speed is not None:
         values["speed"] = req.speed
     params = server.defaults().replace(**values)
-    return SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
-                     text_field="input", emotion=req.emotion)
+    return bounded(SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
+                             text_field="input", emotion=req.emotion), server.settings, chunk_field=None)
 
 
 @router.post("/v1/audio/speech", responses=SPEECH_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")
