@@ -137,7 +137,7 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     app.state.server = state
     errors.install(app)
     # Added last = runs first: log and 500 around everything, then the key, then the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
     app.add_middleware(ReplicaHeaderMiddleware, replica_id=replica_id)

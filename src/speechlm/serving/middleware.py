@@ -7,6 +7,7 @@ answered 500 once, logged with its traceback once, and shown in the access log w
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -129,12 +130,25 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"more than the limit of {limit} bytes")
 
 
-class BodyLimitMiddleware:
-    """413 for a request body over ``max_bytes``: at once from Content-Length, else while it is read."""
+class BodyTimeout(StarletteHTTPException):
+    def __init__(self, seconds: float):
+        super().__init__(408, f"the request body did not arrive within body_timeout_s={seconds:g} seconds — send "
+                              "the whole body without pauses (a slow or stalled upload is cut off)",
+                         headers={"Connection": "close"})
 
-    def __init__(self, app, max_bytes: int):
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes`` (at once from Content-Length, else while it is read), and
+    408 for a body that takes longer than ``timeout_s`` to arrive (0 = no limit).
+
+    The timeout covers the body only: the server stack (uvicorn) has no timeout for the request line and
+    headers, which a reverse proxy in front provides (docs/serving.md, "Timeouts").
+    """
+
+    def __init__(self, app, max_bytes: int, timeout_s: float = 0.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = float(timeout_s or 0)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -146,12 +160,21 @@ class BodyLimitMiddleware:
                      "send a shorter text or a smaller reference clip", "body", {"Connection": "close"})
             return await response(scope, receive, send)
         total = 0
+        complete = False
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
 
         async def counted_receive():
-            nonlocal total
-            message = await receive()
+            nonlocal total, complete
+            if complete or deadline is None:  # after the body: only disconnect watchers wait here, unbounded
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    raise BodyTimeout(self.timeout_s) from None
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if total > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
             return message
