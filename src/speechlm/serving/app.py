@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field
 from speechlm.errors import SpeechLMError
 from speechlm.params import SynthesisParams
 from speechlm.serving import errors, routes_speech, routes_voices
-from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware
+from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware, MethodsMiddleware
+from speechlm.serving.openapi import install_openapi
 from speechlm.serving.settings import ServeSettings
 from speechlm.serving.voices import Voice, VoiceStore
 from speechlm.serving.worker import WorkerPool
@@ -136,7 +137,9 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     _install_docs(app)
     app.state.server = state
     errors.install(app)
-    # Added last = runs first: log and 500 around everything, then the key, then the body limit.
+    # Added last = runs first: log and 500 around everything, then the key, then the body limit and
+    # timeout, then OPTIONS / HEAD / 405's Allow.
+    app.add_middleware(MethodsMiddleware, router=app.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
@@ -146,6 +149,7 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     app.include_router(routes_speech.router, dependencies=auth)
     app.include_router(routes_voices.router, dependencies=auth)
     _install_health(app, pool, replica_id)
+    install_openapi(app, settings)
     return app
 
 

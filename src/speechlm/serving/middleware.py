@@ -180,3 +180,48 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class MethodsMiddleware:
+    """HTTP method habits the router alone gets wrong: ``OPTIONS`` answers 204 with an ``Allow`` header
+    listing every method of the path, a 405 lists them all too (not only the first route's), and
+    ``HEAD`` works wherever ``GET`` does (load balancers probe ``HEAD /`` and ``HEAD /v1/health``)."""
+
+    def __init__(self, app, router):
+        self.app = app
+        self.router = router
+
+    def allowed(self, scope) -> list[str]:
+        from starlette.routing import Match
+
+        # Asked per method rather than read from route.methods: included routers nest their routes.
+        methods = {m for m in _METHODS if any(route.matches({**scope, "method": m})[0] is Match.FULL
+                                              for route in self.router.routes)}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods | {"OPTIONS"}) if methods else []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        allowed = self.allowed(scope)
+        allow = (b"allow", ", ".join(allowed).encode())
+        if scope["method"] == "OPTIONS" and allowed:
+            await send({"type": "http.response.start", "status": 204, "headers": [allow]})
+            return await send({"type": "http.response.body", "body": b""})
+        head = scope["method"] == "HEAD" and "GET" in allowed
+        if head:
+            scope = {**scope, "method": "GET"}
+
+        async def fixed_send(message):
+            if message["type"] == "http.response.start" and message["status"] == 405 and allowed:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, allow]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}  # the headers of GET (Content-Length included), no body
+            await send(message)
+
+        await self.app(scope, receive, fixed_send)
