@@ -84,15 +84,12 @@ def token_budget(text: str, params: SynthesisParams) -> int:
     return len(segment_texts(text, params)) * params.max_new_tokens * params.num_samples
 
 
-def limit_rows() -> list[tuple[str, str, str]]:
-    """(setting, default, meaning) of every per-request limit and timeout, from :class:`ServeSettings`."""
+def limit_rows(names: tuple[str, ...] | None = None) -> list[tuple[str, str, str]]:
+    """(setting, default, meaning) of the ``task=serve`` settings (all, or ``names``), from :class:`ServeSettings`."""
     from speechlm.serving.settings import HELP, ServeSettings
 
-    rows = []
-    for f in fields(ServeSettings):
-        if f.name in LIMIT_NAMES:
-            rows.append((f.name, _text(f.default), HELP[f.name]))
-    return rows
+    return [(f.name, _text(f.default), HELP[f.name]) for f in fields(ServeSettings)
+            if names is None or f.name in names]
 
 
 LIMIT_NAMES = ("max_text_length", "min_chunk_length", "max_segments", "tokens_per_char", "max_new_tokens",
@@ -100,10 +97,10 @@ LIMIT_NAMES = ("max_text_length", "min_chunk_length", "max_segments", "tokens_pe
                "max_body_bytes", "max_num_samples", "max_voices", "queue_size", "queue_timeout_s")
 
 
-def markdown_table() -> str:
-    """The README's limits table (a test keeps README.md equal to it)."""
-    rows = ["| setting | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in limit_rows()]
+def markdown_table(names: tuple[str, ...] | None = None) -> str:
+    """The README's server options table, limits included (a test keeps README.md equal to it)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | `{default}` | {meaning} |" for name, default, meaning in limit_rows(names)]
     return "\n".join(rows)
 
 

@@ -111,7 +111,7 @@ HELP: dict[str, str] = {
     "max_voices": "saved voices kept in references_dir; more is 409",
     "warmup": "one short synthesis per worker before serving (avoids a slow first request)",
     "access_log": "one line per request: status, latency, audio seconds, RTF, \"client left\"",
-    "log_format": "text: one line per record with an ISO timestamp (colours only on a terminal) | json: one "
+    "log_format": "text: one line per record with an ISO timestamp (colours only on a terminal); json: one "
                   "JSON object per line, for log shippers",
     "reference_cache_entries": "encoded references kept in cache_dir, least recently used dropped (0 = no limit)",
 }
