@@ -137,6 +137,35 @@ class BodyTimeout(StarletteHTTPException):
                          headers={"Connection": "close"})
 
 
+class MultipartEnding:
+    """Checks that a multipart body ends with its closing boundary (``--<boundary>--``).
+
+    The form parser takes a body cut off before it as the fields it got so far, so the client would
+    hear "id is required" about a field it did send; this says what is wrong instead (400).
+    """
+
+    def __init__(self, boundary: bytes):
+        self.closing = b"--" + boundary + b"--"
+        self.tail = b""
+
+    @classmethod
+    def of(cls, content_type: str) -> "MultipartEnding | None":
+        main, _, params = content_type.partition(";")
+        if main.strip().lower() != "multipart/form-data":
+            return None
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "boundary" and value.strip('"'):
+                return cls(value.strip('"').encode("latin-1", "replace"))
+        return None
+
+    def feed(self, chunk: bytes, last: bool) -> None:
+        self.tail = (self.tail + chunk)[-(len(self.closing) + 64):]
+        if last and self.closing not in self.tail:
+            raise StarletteHTTPException(400, "the body is malformed: it does not end with the closing boundary "
+                                              f"'{self.closing.decode('latin-1')}' (cut off or badly built)")
+
+
 class BodyLimitMiddleware:
     """413 for a request body over ``max_bytes`` (at once from Content-Length, else while it is read), and
     408 for a body that takes longer than ``timeout_s`` to arrive (0 = no limit).
@@ -162,6 +191,7 @@ class BodyLimitMiddleware:
         total = 0
         complete = False
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+        ending = MultipartEnding.of(Headers(scope=scope).get("content-type", ""))
 
         async def counted_receive():
             nonlocal total, complete
@@ -177,6 +207,8 @@ class BodyLimitMiddleware:
                 complete = not message.get("more_body", False)
                 if total > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                if ending is not None:
+                    ending.feed(message.get("body", b""), complete)
             return message
 
         await self.app(scope, counted_receive, send)

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from speechlm.params import api_field, api_type
 from speechlm.serving.voices import MAX_CLIPS, MAX_TAG_CHARS, VOICE_ID_PATTERN
 
+# A speaker name follows the saved voices' rule (voice_meta.check_tag): at most MAX_TAG_CHARS characters,
+# none of them a control character (the name goes into the model's prompt).
+_SPEAKER_RULE = dict(max_length=MAX_TAG_CHARS, pattern=r"^\s*[^\x00-\x1f]*\s*$")
+
 # JSON Schema (ECMA) and pydantic's Rust regex read "$" as the end of the string, unlike Python's re
 # (which the voice store therefore uses with fullmatch); a trailing newline does not pass either.
 VoiceId = Annotated[str, Field(pattern=f"^{VOICE_ID_PATTERN}$",
@@ -68,7 +72,7 @@ class InvokeRequest(BaseModel):
     top_p: Float = api_field("top_p")
     repetition_penalty: Float = api_field("repetition_penalty")
     temperature: Float = api_field("temperature")
-    speaker: Optional[str] = api_field("speaker", max_length=100)
+    speaker: Optional[str] = api_field("speaker", **_SPEAKER_RULE)
     speed: Float = api_field("speed")
     noise_scale: Float = api_field("noise_scale")
     format: Literal["wav", "mp3", "flac"] = "wav"
@@ -109,7 +113,7 @@ class SpeechRequest(BaseModel):
                                                           "non-empty value is refused with 400")
     # extensions (OpenAI SDK: extra_body={'seed': 1, 'speaker': 'alice'}); seed null = random
     seed: OptionalInt = api_field("seed", None)
-    speaker: Optional[str] = api_field("speaker", max_length=100)
+    speaker: Optional[str] = api_field("speaker", **_SPEAKER_RULE)
     emotion: Optional[Tag] = Field(None, description=_EMOTION_HELP.replace(" (or of `references`)", ""))
 
     @property

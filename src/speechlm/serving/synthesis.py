@@ -48,8 +48,25 @@ def speakable_text(text: str, field: str, limit: int) -> str:
             raise InputError(f"{field} is empty", "pass the text to speak", field=field)
     elif split_text(normalize_text(cleaned), 150):
         return cleaned
+    scripts = unsupported_scripts(cleaned)
+    if scripts:
+        raise InputError(f"{field} is written in {' and '.join(scripts)}, a script this model does not speak",
+                         "pass text in English, Chinese or Japanese (the languages of Fish Speech 1.1)", field=field)
     raise InputError(f"{field} has nothing to speak (only control characters, emoji, symbols or punctuation)",
                      "pass words in a supported language", field=field)
+
+
+def unsupported_scripts(text: str, most: int = 3) -> list[str]:
+    """Names of the scripts of ``text``'s letters (e.g. ``["Arabic"]``), from their Unicode names."""
+    import unicodedata
+
+    seen: list[str] = []
+    for ch in text:
+        if unicodedata.category(ch).startswith("L"):
+            name = unicodedata.name(ch, "").split(" ")[0].title()
+            if name and name not in seen:
+                seen.append(name)
+    return seen[:most]
 
 
 @dataclass
