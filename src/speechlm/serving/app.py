@@ -8,7 +8,7 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -23,6 +23,9 @@ from speechlm.serving.openapi import install_openapi
 from speechlm.serving.settings import ServeSettings
 from speechlm.serving.voices import Voice, VoiceStore
 from speechlm.serving.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from speechlm.pipeline import TTS
 
 log = logging.getLogger("speechlm.serving")
 
@@ -50,34 +53,30 @@ class ServerState:
 
     @property
     def sample_rate(self) -> int:
-        return int(getattr(self.pool.primary, "sample_rate", 44100))
+        primary: TTS | None = self.pool.primary
+        return primary.sample_rate if primary is not None else 44100
 
     def defaults(self) -> SynthesisParams:
         """The server's synthesis parameters (its config's ``params/*`` values), which requests override."""
         if self._defaults is None:
-            if self.pool.primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
+            primary: TTS | None = self.pool.primary
+            if primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
                 return SynthesisParams()
-            cfg = getattr(self.pool.primary, "cfg", None)
-            self._defaults = SynthesisParams.from_config(cfg) if cfg is not None else SynthesisParams()
+            self._defaults = primary.defaults
         return self._defaults
 
     def forget_reference(self, voice: Voice, audio: bytes) -> None:
         """Drop a deleted voice's encoded tokens from every worker's reference cache."""
-        from speechlm.reference_cache import content_key
-
+        tts: TTS
         for tts in list(self.pool.pipelines):
-            codec_id, cache = getattr(tts, "_codec_id", None), getattr(tts, "cache", None)
-            if codec_id is not None and cache is not None:
-                cache.remove(content_key(audio, voice.text, codec_id))
+            tts.forget_reference(audio, voice.text)
 
 
 def _prepare(settings: ServeSettings):
     """Per worker, before it takes jobs: the server's cache bound, then the optional warm-up."""
 
-    def prepare(tts: Any) -> None:
-        cache = getattr(tts, "cache", None)
-        if cache is not None:
-            cache.max_entries = settings.reference_cache_entries
+    def prepare(tts: "TTS") -> None:
+        tts.cache.max_entries = settings.reference_cache_entries
         if settings.warmup:
             _warmup(tts)
 
@@ -94,7 +93,7 @@ def _auth_dependency(api_key: str | None):
     return check
 
 
-def _warmup(tts: Any) -> None:
+def _warmup(tts: "TTS") -> None:
     start = time.perf_counter()
     try:
         tts.synthesize("Warm-up.", max_new_tokens=16, seed=0)
@@ -103,7 +102,7 @@ def _warmup(tts: Any) -> None:
     log.info("warm-up done in %.1f s", time.perf_counter() - start)
 
 
-def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
+def create_app(tts_or_factory: Union["TTS", Callable[[], "TTS"]], settings: ServeSettings | None = None, *,
                replica_id: str | None = None) -> FastAPI:
     """Build the API around a pipeline object (or a factory building one per worker).
 

@@ -1,8 +1,10 @@
-"""ASGI middleware, outermost first: access log (and the 500 answer), API key, body size limit.
+"""ASGI middleware, outermost first: access log (and the 500 answer), API key, body size limit and read
+timeout, HTTP method habits (OPTIONS, HEAD, 405's Allow).
 
 They run before FastAPI reads a body, which is the point: the key is checked before a byte of an
-upload is read, an oversized body is refused from its Content-Length, and a bug anywhere below is
-answered 500 once, logged with its traceback once, and shown in the access log with its real status.
+upload is read, an oversized body is refused from its Content-Length, a body that dribbles in is cut
+off after ``body_timeout_s``, and a bug anywhere below is answered 500 once, logged with its traceback
+once, and shown in the access log with its real status.
 """
 
 from __future__ import annotations
