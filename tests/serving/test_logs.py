@@ -89,3 +89,16 @@ def test_log_format_is_checked():
     with pytest.raises(InputError) as e:
         ServeSettings(log_format="xml")
     assert e.value.field == "log_format"
+
+
+def test_a_terminal_handler_gets_the_escaping_too(monkeypatch):
+    from speechlm.serving import logs
+
+    out = io.StringIO()
+    plain = logging.StreamHandler(out)  # stands in for the CLI's coloured handler (no escaping of its own)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [plain])
+    monkeypatch.setattr(logs.sys.stderr, "isatty", lambda: True, raising=False)
+    logs.configure_logging("text")
+    logging.getLogger("speechlm.serving.access").warning("%s", 'x\n203.0.113.9 "DELETE /" 200')
+    assert out.getvalue().count("\n") == 1 and "x\\n203.0.113.9" in out.getvalue()

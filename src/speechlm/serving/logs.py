@@ -62,6 +62,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, ensure_ascii=True, default=str)
 
 
+class EscapeFilter(logging.Filter):
+    """Escapes control characters in a record's message for handlers whose formatter does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
 def make_handler(log_format: str, stream=None) -> logging.Handler:
     """A stream handler (stderr by default) with the formatter of ``log_format`` (text | json)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -74,7 +85,11 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
 
     On a terminal with ``log_format=text`` the handlers already installed (the CLI's) stay.
     """
-    if log_format == "text" and sys.stderr.isatty() and logging.getLogger().handlers:
+    root = logging.getLogger()
+    if log_format == "text" and sys.stderr.isatty() and root.handlers:
+        for handler in root.handlers:  # the CLI's coloured handler: escape there too
+            if not any(isinstance(f, EscapeFilter) for f in handler.filters):
+                handler.addFilter(EscapeFilter())
         return
     logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
                         handlers=[make_handler(log_format)], force=True)
