@@ -73,9 +73,22 @@ class EscapeFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` at each record (as the CLI's rich console does), not to the
+    stream that was stderr when logging was configured (which a test harness may have closed since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def make_handler(log_format: str, stream=None) -> logging.Handler:
-    """A stream handler (stderr by default) with the formatter of ``log_format`` (text | json)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """A stream handler (the current stderr by default) with the formatter of ``log_format`` (text | json)."""
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     return handler
 
