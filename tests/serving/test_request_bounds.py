@@ -119,3 +119,24 @@ def test_deadline_mid_stream_is_an_error_event(tts, tmp_path):
         assert kinds[0] == "speech.audio.delta" and kinds[-1] == "error", kinds
         assert "request_timeout_s" in events[-1]["error"]["message"]
         wait_ready(base, timeout=5)
+
+
+def test_deadline_stops_a_batched_request_too(tmp_path):
+    """With max_batch_size > 1 the job's rows live in the shared batch engine; its should_stop ends them."""
+    from speechlm.testing.tiny import build_tiny_tts
+
+    own = build_tiny_tts(tmp_path / "tiny")  # the server attaches its batch engine to this pipeline
+    with running_server(own, tmp_path / "voices", max_batch_size=2, request_timeout_s=0.8) as base:
+        engine = own.generator.engine
+        step = engine.step
+
+        def slow_step():  # each batched decode step 50 ms slower
+            time.sleep(0.05)
+            return step()
+
+        engine.step = slow_step
+        start = time.monotonic()
+        r = httpx.post(f"{base}/v1/invoke", json={"text": LONG, "chunk_length": 10, "seed": 1}, timeout=30)
+        assert_error(r, 503, "text", "request_timeout_s=0.8")
+        assert time.monotonic() - start < 3.0
+        wait_ready(base, timeout=5)
