@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 # CPU build of torch (a plain `torch` pulls a multi-GB CUDA build). Override for GPU: make install TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
-SYSTEM_PACKAGES := espeak-ng chromium ffmpeg
+SYSTEM_PACKAGES := espeak-ng chromium ffmpeg nginx
 
 .PHONY: install system-deps test test-all test-parity test-browser demo bench lint clean
 
@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-# System packages for the tests (spoken test clips, headless browser; ffmpeg for the web UI's streamed audio).
+# System packages for the tests (spoken test clips, headless browser; ffmpeg for the web UI's streamed audio;
+# nginx for the tested reverse-proxy example config).
 # Skipped when present.
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing system packages:$$missing"; \

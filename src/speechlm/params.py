@@ -193,6 +193,36 @@ def check_text(text: Any, max_length: int | None = None, *, hint: str | None = N
     return text
 
 
+def _whole_number(value: Any) -> Any:
+    """The API's integer rule: a JSON number without a fraction (19 or 19.0); never a string or a boolean."""
+    from pydantic_core import PydanticCustomError
+
+    if value is None:  # nullable fields: the type says whether None is allowed
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                          and not value.is_integer()):
+        raise PydanticCustomError("int_type", "Input should be an integer (a number without a fraction, not a "
+                                              "string or a boolean)")
+    return int(value)
+
+
+def api_type(kind: str, nullable: bool = False) -> Any:
+    """The pydantic type of an API field of ``kind`` (int, float, bool) under the one type rule.
+
+    No strings for numbers or booleans, no booleans for numbers, and integral floats accepted where
+    the JSON Schema says integer (as :meth:`Param.check` does for the CLI and the Python API).
+    ``nullable``: ``null`` allowed too (the bounds of the field still apply to numbers).
+    """
+    from typing import Annotated
+
+    from pydantic import BeforeValidator, Strict
+
+    if kind == "int":
+        return Annotated[Optional[int] if nullable else int, BeforeValidator(_whole_number)]
+    base = {"float": float, "bool": bool}[kind]
+    return Optional[Annotated[base, Strict()]] if nullable else Annotated[base, Strict()]
+
+
 def api_field(name: str, default: Any = ..., **extra):
     """A pydantic ``Field`` for parameter ``name`` (default, bounds and description from :data:`PARAMS`)."""
     from pydantic import Field
@@ -230,4 +260,7 @@ def register_config_groups() -> None:
     cs = ConfigStore.instance()
     for group, names in GROUPS.items():
         cs.store(group="params", name=group, node={n: {**PARAMS, **LIMITS}[n].default for n in names})
+    from speechlm.serving.settings import register_config_groups as register_serve_groups
+
+    register_serve_groups()
     _registered = True

@@ -195,6 +195,11 @@ class TTS:
             log.info("reference cache hit (%s…)", key[:12])
         return Reference(key=key, text=text, codes=codes, audio=wave)
 
+    def forget_reference(self, audio_bytes: bytes, text: str | None) -> None:
+        """Drop the cached tokens of one reference clip (e.g. a deleted saved voice's) from the cache."""
+        text = str(text).strip() if text is not None and str(text).strip() else None
+        self.cache.remove(content_key(audio_bytes, text or "", self._codec_id))
+
     @staticmethod
     def _reference_bytes(audio, sample_rate: int | None) -> tuple[bytes, str]:
         if isinstance(audio, np.ndarray):

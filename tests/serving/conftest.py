@@ -20,7 +20,8 @@ from speechlm.serving.openai_errors import OPENAI_ROUTES
 # Small limits so every limit is cheap to hit; short generations so the suite stays fast.
 TEST_LIMITS = dict(max_text_length=200, max_reference_bytes=300_000, max_reference_seconds=3.0,
                    max_body_bytes=600_000, max_num_samples=2, max_new_tokens=24, queue_size=2, workers=1,
-                   max_batch_size=1, warmup=False, queue_timeout_s=30.0)  # the batched server: test_batching_server
+                   max_batch_size=1, warmup=False, queue_timeout_s=30.0,  # the batched server: test_batching_server
+                   min_chunk_length=1)  # tests make several segments of short texts
 
 
 @contextlib.contextmanager

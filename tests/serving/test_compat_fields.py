@@ -11,6 +11,7 @@ import httpx
 import pytest
 from omegaconf import OmegaConf
 
+from speechlm.params import SynthesisParams
 from speechlm.testing.tiny import tiny_config
 from tests.serving.conftest import assert_error, decode, pcm_to_float, running_server, wav_bytes
 
@@ -145,6 +146,7 @@ class _ServedWith:
 
     def __init__(self, tts, cfg):
         self._tts, self.cfg = tts, cfg
+        self.defaults = SynthesisParams.from_config(cfg)  # as TTS(cfg) sets it: what the server reads
 
     def __getattr__(self, name):
         return getattr(self._tts, name)

@@ -1,5 +1,5 @@
 """Issue 10: the API schemas derive from speechlm.params, and a request reaches the pipeline as one
-validated SynthesisParams (``params=``) or, for a pipeline without that argument, as keywords."""
+validated SynthesisParams (``params=``)."""
 
 from __future__ import annotations
 
@@ -43,19 +43,10 @@ class _NewPipeline:
         return ("params", text, params, overrides)
 
 
-class _OldPipeline:
-    def synthesize(self, text, *, reference=None, speaker=None, decoder=None, num_samples=1, seed=None,
-                   max_new_tokens=0, chunk_length=150, top_p=0.7, temperature=0.7, repetition_penalty=1.5,
-                   normalize=True, should_stop=None):
-        return ("keywords", text, dict(top_p=top_p, num_samples=num_samples, seed=seed, decoder=decoder))
-
-
 def test_one_parameter_object_reaches_the_pipeline():
     params = SynthesisParams.make(top_p=0.5, num_samples=2, seed=3)
-    kind, text, got, overrides = call_pipeline(_NewPipeline().synthesize, "hi", params, takes=True, reference=None)
+    kind, text, got, overrides = call_pipeline(_NewPipeline().synthesize, "hi", params, reference=None)
     assert kind == "params" and got is params and overrides == {}
-    kind, text, got = call_pipeline(_OldPipeline().synthesize, "hi", params, takes=True, reference=None)
-    assert kind == "keywords" and got == dict(top_p=0.5, num_samples=2, seed=3, decoder="vits")
 
 
 def test_out_of_range_is_one_input_error_naming_the_field():

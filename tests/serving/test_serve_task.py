@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
 from speechlm.flags import translate_args
 from tests.serving.conftest import decode
@@ -37,7 +40,10 @@ def test_bad_listen_is_one_line_exit_2(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "HOST:PORT" in r.stderr
 
 
-def test_serve_task_starts_and_answers(tiny_dir, tmp_path):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_serve_task_starts_and_answers(tiny_dir, tmp_path, log_format):
+    """... and logs one unwrapped line per record, an ISO timestamp on each, one access line per request
+    (issue 21 item 6), as text or as JSON lines."""
     from speechlm.testing.tiny import make_tiny_checkpoints, tiny_overrides
 
     paths = make_tiny_checkpoints(tiny_dir / "checkpoints")
@@ -45,7 +51,7 @@ def test_serve_task_starts_and_answers(tiny_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, str(ROOT / "infer.py"), "task=serve", f"--listen=127.0.0.1:{port}", "--api-key", "k",
-           "warmup=false", "max_new_tokens=16", f"references_dir={tmp_path / 'voices'}",
+           "warmup=false", "max_new_tokens=16", f"references_dir={tmp_path / 'voices'}", f"log_format={log_format}",
            *tiny_overrides(paths, tmp_path / "cache")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -75,5 +81,14 @@ def test_serve_task_starts_and_answers(tiny_dir, tmp_path):
             proc.kill()
             out = proc.communicate()[0]
     assert proc.returncode in (0, 130), out
-    assert 'POST /v1/invoke" 200' in out  # the access log line
-    assert "rtf=" in out
+    if log_format == "json":
+        records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        access = [r for r in records if r["logger"] == "speechlm.serving.access"]
+        assert [(r["path"], r["status"]) for r in access] == [("/v1/invoke", 401), ("/v1/invoke", 200)], access
+        assert access[1]["rtf"] is not None and all(datetime.fromisoformat(r["time"]) for r in records)
+        return
+    access = [line for line in out.splitlines() if "speechlm.serving.access" in line]
+    assert len(access) == 2 and 'POST /v1/invoke" 401' in access[0] and 'POST /v1/invoke" 200' in access[1], out
+    assert "rtf=" in access[1]
+    for line in access:  # the whole record on its line, led by a full ISO 8601 time
+        assert datetime.fromisoformat(line.split(" ", 1)[0]).tzinfo is not None, line

@@ -120,6 +120,10 @@ def _read(handle, src: AudioSource, what: str, max_seconds: float | None, limit_
         with sf.SoundFile(handle) as f:
             sr = int(f.samplerate)
             declared = f.frames
+            if declared >= 2**62:  # libsndfile's "unknown": a streamed FLAC whose header has no sample count
+                raise AudioError(f"{what} {name} is a {f.format} file whose header gives no length (a streamed or "
+                                 "unfinished file), which cannot be decoded",
+                                 "send the complete file, or convert it first, e.g. ffmpeg -i clip.flac clip.wav")
             # Refuse over-long files before decoding them (mp3 frame counts are estimates; checked again below).
             if max_seconds is not None and 0 < declared < 2**62 and declared / sr > max_seconds * 1.01 + 1:
                 raise _too_long(what, name, declared / sr, max_seconds, limit_key)

@@ -8,7 +8,7 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -18,11 +18,15 @@ from pydantic import BaseModel, Field
 from speechlm.errors import SpeechLMError
 from speechlm.params import SynthesisParams
 from speechlm.serving import docs_pages, errors, routes_fish, routes_openai, routes_speech, routes_voices
-from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware
+from speechlm.serving.middleware import AccessLogMiddleware, AuthMiddleware, BodyLimitMiddleware, MethodsMiddleware
 from speechlm.serving.openai_errors import OpenAIErrorShape
+from speechlm.serving.openapi import install_openapi
 from speechlm.serving.settings import ServeSettings
 from speechlm.serving.voices import Voice, VoiceStore
 from speechlm.serving.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from speechlm.pipeline import TTS
 
 log = logging.getLogger("speechlm.serving")
 
@@ -53,34 +57,30 @@ class ServerState:
 
     @property
     def sample_rate(self) -> int:
-        return int(getattr(self.pool.primary, "sample_rate", 44100))
+        primary: TTS | None = self.pool.primary
+        return primary.sample_rate if primary is not None else 44100
 
     def defaults(self) -> SynthesisParams:
         """The server's synthesis parameters (its config's ``params/*`` values), which requests override."""
         if self._defaults is None:
-            if self.pool.primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
+            primary: TTS | None = self.pool.primary
+            if primary is None:  # still loading: the request gets 503 anyway; cache nothing yet
                 return SynthesisParams()
-            cfg = getattr(self.pool.primary, "cfg", None)
-            self._defaults = SynthesisParams.from_config(cfg) if cfg is not None else SynthesisParams()
+            self._defaults = primary.defaults
         return self._defaults
 
     def forget_reference(self, voice: Voice, audio: bytes) -> None:
         """Drop a deleted voice's encoded tokens from every worker's reference cache."""
-        from speechlm.reference_cache import content_key
-
+        tts: TTS
         for tts in list(self.pool.pipelines):
-            codec_id, cache = getattr(tts, "_codec_id", None), getattr(tts, "cache", None)
-            if codec_id is not None and cache is not None:
-                cache.remove(content_key(audio, voice.text, codec_id))
+            tts.forget_reference(audio, voice.text)
 
 
 def _prepare(settings: ServeSettings):
     """Per worker, before it takes jobs: the server's cache bound, then the optional warm-up."""
 
-    def prepare(tts: Any) -> None:
-        cache = getattr(tts, "cache", None)
-        if cache is not None:
-            cache.max_entries = settings.reference_cache_entries
+    def prepare(tts: "TTS") -> None:
+        tts.cache.max_entries = settings.reference_cache_entries
         if settings.warmup:
             _warmup(tts)
 
@@ -97,7 +97,7 @@ def _auth_dependency(api_key: str | None):
     return check
 
 
-def _warmup(tts: Any) -> None:
+def _warmup(tts: "TTS") -> None:
     start = time.perf_counter()
     try:
         tts.synthesize("Warm-up.", max_new_tokens=16, seed=0)
@@ -106,7 +106,7 @@ def _warmup(tts: Any) -> None:
     log.info("warm-up done in %.1f s", time.perf_counter() - start)
 
 
-def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
+def create_app(tts_or_factory: Union["TTS", Callable[[], "TTS"]], settings: ServeSettings | None = None, *,
                replica_id: str | None = None) -> FastAPI:
     """Build the API around a pipeline object (or a factory building one per worker).
 
@@ -141,8 +141,10 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     docs_pages.install(app, DOCS_ASSETS)
     app.state.server = state
     errors.install(app)
-    # Added last = runs first: log and 500 around everything, then the key, then the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last = runs first: log and 500 around everything, then the key, then the body limit and
+    # timeout, then OPTIONS / HEAD / 405's Allow.
+    app.add_middleware(MethodsMiddleware, router=app.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, enabled=settings.access_log)
     app.add_middleware(ReplicaHeaderMiddleware, replica_id=replica_id)
@@ -154,6 +156,7 @@ def create_app(tts_or_factory: Any, settings: ServeSettings | None = None, *,
     app.include_router(routes_openai.router, dependencies=auth)
     app.include_router(routes_fish.router, dependencies=auth)
     _install_health(app, pool, replica_id)
+    install_openapi(app, settings)
     return app
 
 

@@ -56,7 +56,7 @@ async def stream_pieces(request: Request, items: AsyncIterator[StreamPiece], fir
             add_audio_seconds(request, piece.seconds)
             yield piece
     except Exception as e:  # noqa: BLE001 - headers are sent: end the stream cleanly and log
-        if not job.should_stop():
+        if not job.cancelled:
             log.error("%s: stream ended early: %s: %s", request.url.path, type(e).__name__, e)
             request.state.stream_error = str(e) or type(e).__name__
 

@@ -45,23 +45,24 @@ class SpeechLMReplica:
 
     Args:
         cfg: the composed ``task=serve`` config as plain containers, local paths made absolute.
+        settings: the server settings the driver parsed from it (once).
     """
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, settings: ServeSettings):
         from speechlm.pipeline import TTS
+        from speechlm.serving.logs import configure_logging
 
-        logging.basicConfig(level=getattr(logging, str(cfg.get("log_level", "INFO")).upper(), logging.INFO),
-                            format="%(levelname)s %(name)s: %(message)s")
+        configure_logging(settings.log_format, cfg.get("log_level", "INFO"))
         self.cfg = OmegaConf.create(cfg)
-        self.settings = ServeSettings.from_mapping(self.cfg)
+        self.settings = settings
         self.tts = TTS.from_config(self.cfg)
 
     def __serve_build_asgi_app__(self):
         """Called by Serve after ``__init__``: the app, named after this replica in ``X-Replica-Id``."""
         from speechlm.serving.app import create_app
-        from speechlm.tasks.serve import pipeline_factory
+        from speechlm.serving.factory import workers_pipeline
 
-        tts = pipeline_factory(self.cfg, self.tts) if self.settings.workers > 1 else self.tts
+        tts = workers_pipeline(self.cfg, self.tts, self.settings.workers)
         return create_app(tts, self.settings, replica_id=serve.get_replica_context().replica_id.unique_id)
 
 
@@ -114,37 +115,42 @@ def _replica_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def application(cfg: DictConfig):
+def parse(cfg: DictConfig) -> tuple[ServeSettings, RayOptions]:
+    """The settings and Ray options of a composed ``task=serve`` config (for callers without them)."""
+    return ServeSettings.from_mapping(cfg), RayOptions.from_mapping(cfg.ray)
+
+
+def application(cfg: DictConfig, settings: ServeSettings | None = None, options: RayOptions | None = None):
     """The bound Serve application for a composed ``task=serve`` config; every check runs here, before
-    Ray is asked for anything."""
-    settings = ServeSettings.from_mapping(cfg)
+    Ray is asked for anything. ``settings``/``options``: already parsed from ``cfg`` (else parsed here)."""
+    if settings is None or options is None:
+        settings, options = parse(cfg)
     settings.host_port  # noqa: B018 - a bad listen fails here, not after the replicas are up
-    options = RayOptions.from_mapping(cfg.ray)
     kwargs = deployment_options(options, settings)
-    return SpeechLMReplica.options(**kwargs).bind(_replica_config(cfg))
+    return SpeechLMReplica.options(**kwargs).bind(_replica_config(cfg), settings)
 
 
-def deploy(cfg: DictConfig, app=None) -> str:
+def deploy(cfg: DictConfig, app=None, settings: ServeSettings | None = None,
+           options: RayOptions | None = None) -> str:
     """Start Serve's HTTP proxy on ``listen`` and run the app on the connected Ray instance; returns
     the base URL once every replica is up (its models loaded)."""
-    settings = ServeSettings.from_mapping(cfg)
-    options = RayOptions.from_mapping(cfg.ray)
+    if settings is None or options is None:
+        settings, options = parse(cfg)
     host, port = settings.host_port
-    app = app if app is not None else application(cfg)
+    app = app if app is not None else application(cfg, settings, options)
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name=options.app_name, route_prefix=options.route_prefix)
     return f"http://{host}:{port}{options.route_prefix.rstrip('/')}"
 
 
-def serve_forever(cfg: DictConfig) -> None:
+def serve_forever(cfg: DictConfig, settings: ServeSettings, options: RayOptions) -> None:
     """``task=serve backend=ray``: check, start or join Ray, deploy, serve until Ctrl-C / SIGTERM."""
-    options = RayOptions.from_mapping(cfg.ray)
-    app = application(cfg)
+    app = application(cfg, settings, options)
     local = options.address is None
     ray.init(address="local" if local else options.address, include_dashboard=False, log_to_driver=True)
     signal.signal(signal.SIGTERM, _interrupt)  # `docker stop` / Kubernetes: the same clean stop as Ctrl-C
     try:
-        base = deploy(cfg, app)
+        base = deploy(cfg, app, settings, options)
         replicas = "autoscaled" if options.autoscaling else f"{options.num_replicas} replica(s)"
         log.info("Ray Serve: %s at %s/ (%s)", options.app_name, base, replicas)
         while True:
@@ -173,7 +179,7 @@ def _stop(options: RayOptions, local: bool) -> None:
 def build(args: dict[str, str]):
     """``serve run speechlm.serving.ray_app:build key=value ...``: the ``task=serve`` overrides as
     Serve's application arguments (e.g. ``replicas=2 references_dir=s3://bucket/voices``)."""
-    from speechlm.cli import _compose
+    from speechlm.config import compose
 
     overrides = ["task=serve", "backend=ray", *(f"{k}={v}" for k, v in args.items())]
-    return application(_compose("infer", overrides))
+    return application(compose("infer", overrides))

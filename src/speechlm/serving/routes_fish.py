@@ -17,6 +17,7 @@ from speechlm.serving import formats
 from speechlm.serving.audio_responses import (AUDIO_CONTENT, audio_body, audio_headers, finished, first_piece,
                                               stream_pieces)
 from speechlm.serving.bodies import packed_response, read_body, request_body
+from speechlm.serving.limits import bounded
 from speechlm.serving.errors import error_responses
 from speechlm.serving.fish_schemas import (MAX_DECODE_TOKENS, FishTTSRequest, VQGANDecodeRequest,
                                            VQGANDecodeResponse, VQGANEncodeRequest, VQGANEncodeResponse)
@@ -65,7 +66,7 @@ def _tts_job(req: FishTTSRequest, server) -> SpeechJob:
     values = {**req.model_dump(include=_SAMPLING, exclude_unset=True), "seed": req.seed, "num_samples": 1,
               "max_new_tokens": req.max_new_tokens or cap, "speaker": prompt_speaker(None, voice, server)}
     params = server.defaults().replace(**values)
-    return SpeechJob(text=text, params=params, reference_id=req.reference_id, clips=clips)
+    return bounded(SpeechJob(text=text, params=params, reference_id=req.reference_id, clips=clips), settings)
 
 
 @router.post("/v1/tts", responses=TTS_RESPONSES, summary="Synthesize speech (Fish Speech 1.5 API)",

@@ -15,6 +15,7 @@ from speechlm.serving.audio_responses import (AUDIO_CONTENT, audio_body, audio_h
                                               stream_pieces)
 from speechlm.serving.errors import error_responses
 from speechlm.serving.openai_errors import openai_error_responses
+from speechlm.serving.limits import bounded
 from speechlm.serving.schemas import SAMPLING_FIELDS, InvokeRequest, SpeechRequest
 from speechlm.serving.streaming import JobStreamingResponse, sse_event
 from speechlm.serving.synthesis import InlineClip, SpeechJob, StreamPiece, speakable_text, stream_job, synthesize_job
@@ -97,8 +98,8 @@ def _invoke_job(req: InvokeRequest, server) -> SpeechJob:
               "max_new_tokens": req.max_new_tokens or cap}
     values["speaker"] = prompt_speaker(req.speaker, voice, server)
     params = server.defaults().replace(**values)  # validated once, here
-    return SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
-                     reference_id=req.reference_id, clips=clips, emotion=req.emotion)
+    return bounded(SpeechJob(text=text, params=params, reference_audio=audio, reference_text=reference_text,
+                             reference_id=req.reference_id, clips=clips, emotion=req.emotion), settings)
 
 
 def _refuse_server_paths(req: InvokeRequest) -> None:
@@ -192,8 +193,9 @@ def _speech_job(req: SpeechRequest, server) -> SpeechJob:
     if req.response_format == "opus" and rate not in (None, 48000):
         raise InputError(f"opus is always 48000 Hz, not sample_rate={rate}", "leave sample_rate out for opus",
                          field="sample_rate")
-    return SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
-                     text_field="input", emotion=req.emotion, sample_rate=rate)
+    return bounded(SpeechJob(text=text, params=params, reference_id=reference_id, reference_field="voice",
+                             text_field="input", emotion=req.emotion, sample_rate=rate), server.settings,
+                   chunk_field=None)
 
 
 @router.post("/v1/audio/speech", responses=SPEECH_RESPONSES, summary="Synthesize speech (OpenAI-compatible)")

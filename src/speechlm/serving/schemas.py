@@ -14,14 +14,22 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from speechlm.params import api_field
+from speechlm.params import api_field, api_type
 from speechlm.serving.formats import OUTPUT_RATES
 from speechlm.serving.voices import MAX_CLIPS, MAX_TAG_CHARS, VOICE_ID_PATTERN
+
+# A speaker name follows the saved voices' rule (voice_meta.check_tag): at most MAX_TAG_CHARS characters,
+# none of them a control character (the name goes into the model's prompt).
+_SPEAKER_RULE = dict(max_length=MAX_TAG_CHARS, pattern=r"^\s*[^\x00-\x1f]*\s*$")
 
 # JSON Schema (ECMA) and pydantic's Rust regex read "$" as the end of the string, unlike Python's re
 # (which the voice store therefore uses with fullmatch); a trailing newline does not pass either.
 VoiceId = Annotated[str, Field(pattern=f"^{VOICE_ID_PATTERN}$",
                                description="a saved voice id (letters, digits, _ . -)")]
+# The one type rule (speechlm.params.api_types): no strings for numbers or booleans, no booleans for
+# numbers, 19.0 is the integer 19. Every number or boolean field of a request body uses these.
+Int, Float, Bool = api_type("int"), api_type("float"), api_type("bool")
+OptionalInt, OptionalFloat = api_type("int", nullable=True), api_type("float", nullable=True)
 # The request fields that are synthesis parameters, by their speechlm.params name.
 SAMPLING_FIELDS = ("max_new_tokens", "chunk_length", "top_p", "repetition_penalty", "temperature", "speaker",
                    "num_samples", "speed", "noise_scale")
@@ -60,21 +68,21 @@ class InvokeRequest(BaseModel):
                                                       "folder; save the voice with POST /v1/references and pass "
                                                       "reference_id")
     ref_base: Optional[str] = Field(None, description="refused (400), as ref_json")
-    max_new_tokens: int = api_field("max_new_tokens")
-    chunk_length: int = api_field("chunk_length", strict=True)
-    top_p: float = api_field("top_p", strict=True)
-    repetition_penalty: float = api_field("repetition_penalty", strict=True)
-    temperature: float = api_field("temperature", strict=True)
-    speaker: Optional[str] = api_field("speaker", max_length=100)
-    speed: float = api_field("speed", strict=True)
-    noise_scale: float = api_field("noise_scale", strict=True)
+    max_new_tokens: Int = api_field("max_new_tokens")
+    chunk_length: Int = api_field("chunk_length")
+    top_p: Float = api_field("top_p")
+    repetition_penalty: Float = api_field("repetition_penalty")
+    temperature: Float = api_field("temperature")
+    speaker: Optional[str] = api_field("speaker", **_SPEAKER_RULE)
+    speed: Float = api_field("speed")
+    noise_scale: Float = api_field("noise_scale")
     format: Literal["wav", "mp3", "flac", "opus", "aac", "pcm"] = Field(
         "wav", description="opus: Ogg Opus at 48 kHz; aac: ADTS; pcm: raw 16-bit little-endian mono at 44.1 kHz")
-    streaming: bool = Field(False, description="send the audio while it is generated (wav: a header of unknown "
+    streaming: Bool = Field(False, description="send the audio while it is generated (wav: a header of unknown "
                                                "length, then 16-bit PCM; other formats: encoded incrementally)")
     # The API's seed defaults to null (a random take per request, as the original's API), not the CLI's.
-    seed: Optional[int] = api_field("seed", None)
-    num_samples: int = api_field("num_samples")
+    seed: OptionalInt = api_field("seed", None)
+    num_samples: Int = api_field("num_samples")
 
 
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -104,12 +112,12 @@ class SpeechRequest(BaseModel):
                            "model's rate); opus is Ogg Opus at 48 kHz; aac is ADTS; the others at 44.1 kHz")
     stream_format: Literal["audio", "sse"] = Field(
         "audio", description="audio: the file streamed as it is made; sse: speech.audio.delta/done events")
-    speed: Optional[float] = api_field("speed", None)  # null = the server's default (1.0 unless configured)
+    speed: OptionalFloat = api_field("speed", None)  # null = the server's default (1.0 unless configured)
     instructions: Optional[str] = Field(None, description="not supported (this model takes no style prompt): a "
                                                           "non-empty value is refused with 400")
     # extensions (OpenAI SDK: extra_body={'seed': 1, 'speaker': 'alice'}); seed null = random
-    seed: Optional[int] = api_field("seed", None)
-    speaker: Optional[str] = api_field("speaker", max_length=100)
+    seed: OptionalInt = api_field("seed", None)
+    speaker: Optional[str] = api_field("speaker", **_SPEAKER_RULE)
     emotion: Optional[Tag] = Field(None, description=_EMOTION_HELP.replace(" (or of `references`)", ""))
     sample_rate: Optional[Literal[OUTPUT_RATES]] = Field(
         None, description="output rate in Hz (not for opus, always 48 kHz); null = 24000 for pcm (OpenAI's), "

@@ -37,7 +37,7 @@ async def await_job(request: Request, job: Job, awaitable: Awaitable[Any]) -> An
                 except (StopAsyncIteration, ClientGone):
                     raise
                 except Exception:
-                    if job.should_stop():
+                    if job.cancelled:
                         raise ClientGone() from None
                     raise
             if await request.is_disconnected():

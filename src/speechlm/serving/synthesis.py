@@ -8,18 +8,22 @@ as one :class:`speechlm.params.SynthesisParams`) and hand a :class:`SpeechJob` t
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from speechlm.errors import AudioError, InputError, SpeechLMError
 from speechlm.params import SynthesisParams
 from speechlm.serving import formats
+from speechlm.serving.limits import RequestTimeout
 from speechlm.serving.voices import VoiceStore
 from speechlm.serving.worker import Job
+
+if TYPE_CHECKING:
+    from speechlm.pipeline import TTS
 
 # C0/C1 control characters other than tab and line breaks: never speech, yet the original's text
 # cleaning keeps the ASCII ones, which the model then reads as noise.
@@ -44,8 +48,25 @@ def speakable_text(text: str, field: str, limit: int) -> str:
             raise InputError(f"{field} is empty", "pass the text to speak", field=field)
     elif split_text(normalize_text(cleaned), 150):
         return cleaned
+    scripts = unsupported_scripts(cleaned)
+    if scripts:
+        raise InputError(f"{field} is written in {' and '.join(scripts)}, a script this model does not speak",
+                         "pass text in English, Chinese or Japanese (the languages of Fish Speech 1.1)", field=field)
     raise InputError(f"{field} has nothing to speak (only control characters, emoji, symbols or punctuation)",
                      "pass words in a supported language", field=field)
+
+
+def unsupported_scripts(text: str, most: int = 3) -> list[str]:
+    """Names of the scripts of ``text``'s letters (e.g. ``["Arabic"]``), from their Unicode names."""
+    import unicodedata
+
+    seen: list[str] = []
+    for ch in text:
+        if unicodedata.category(ch).startswith("L"):
+            name = unicodedata.name(ch, "").split(" ")[0].title()
+            if name and name not in seen:
+                seen.append(name)
+    return seen[:most]
 
 
 @dataclass
@@ -75,23 +96,12 @@ class SpeechJob:
     clips: list[InlineClip] = field(default_factory=list)
     emotion: str | None = None
     sample_rate: int | None = None          # streamed output rate (None = the model's)
+    timeout_s: float = 0.0                  # request_timeout_s: wall-clock deadline of the work (0 = none)
 
 
-# What the pipeline takes as keywords when it has no ``params=`` argument yet (issue 10).
-_KEYWORDS = ("speaker", "decoder", "seed", "max_new_tokens", "chunk_length", "top_p", "temperature",
-             "repetition_penalty", "normalize")
-
-
-def call_pipeline(method: Callable, text: str, params: SynthesisParams, *, takes: bool, **kwargs):
-    """``method(text, params=params, ...)``, or the same as keywords for a pipeline without ``params=``."""
-    try:
-        accepts_params = "params" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        accepts_params = False
-    if accepts_params:
-        return method(text, params=params, **kwargs)
-    names = _KEYWORDS + (("num_samples",) if takes else ())
-    return method(text, **{n: getattr(params, n) for n in names}, **kwargs)
+def call_pipeline(method: Callable, text: str, params: SynthesisParams, **kwargs):
+    """``method(text, params=params, **kwargs)``: one validated parameter object reaches the pipeline."""
+    return method(text, params=params, **kwargs)
 
 
 @dataclass
@@ -114,7 +124,7 @@ class StreamPiece:
     tokens: int
 
 
-def _reference(tts: Any, req: SpeechJob, store: VoiceStore, max_seconds: float):
+def _reference(tts: "TTS", req: SpeechJob, store: VoiceStore, max_seconds: float):
     """What ``reference=`` of the pipeline gets: None, one encoded reference, or a list of them."""
     if req.reference_id is not None:
         return store.reference(req.reference_id, tts.encode_reference, field=req.reference_field,
@@ -126,7 +136,7 @@ def _reference(tts: Any, req: SpeechJob, store: VoiceStore, max_seconds: float):
     return _encode_clip(tts, req.reference_audio, req.reference_text, "reference_audio", max_seconds)
 
 
-def _encode_clip(tts: Any, audio: bytes, text: str | None, field_name: str, max_seconds: float):
+def _encode_clip(tts: "TTS", audio: bytes, text: str | None, field_name: str, max_seconds: float):
     from speechlm.audio.io import load_audio
 
     try:  # the server's own duration limit, which may be stricter than the pipeline's
@@ -139,21 +149,38 @@ def _encode_clip(tts: Any, audio: bytes, text: str | None, field_name: str, max_
 
 
 def synthesize_job(req: SpeechJob, fmt: str, store: VoiceStore,
-                   max_reference_seconds: float) -> Callable[[Any, Job], Synthesized]:
-    """A job that synthesizes every take and encodes each as a ``fmt`` file."""
+                   max_reference_seconds: float) -> Callable[["TTS", Job], Synthesized]:
+    """A job that synthesizes every take and encodes each as a ``fmt`` file (within ``req.timeout_s``)."""
 
-    def run(tts: Any, job: Job) -> Synthesized:
-        reference = _reference(tts, req, store, max_reference_seconds)
-        result = call_pipeline(tts.synthesize, req.text, req.params, takes=True, reference=reference,
-                       should_stop=job.should_stop)
+    def run(tts: "TTS", job: Job) -> Synthesized:
+        job.start_deadline(req.timeout_s)
+        with _deadline(job, req):
+            reference = _reference(tts, req, store, max_reference_seconds)
+            result = tts.synthesize(req.text, params=req.params, reference=reference, should_stop=job.should_stop)
+        _raise_if_late(job, req)
         files = [formats.encode(take, result.sample_rate, fmt) for take in result.takes]
         return Synthesized(files, result.sample_rate, result.audio_seconds, result.tokens, result.rtf)
 
     return run
 
 
+@contextlib.contextmanager
+def _deadline(job: Job, req: SpeechJob) -> Iterator[None]:
+    """Whatever the pipeline raises once the job's deadline has passed becomes :class:`RequestTimeout`."""
+    try:
+        yield
+    except Exception as e:
+        _raise_if_late(job, req, e)
+        raise
+
+
+def _raise_if_late(job: Job, req: SpeechJob, cause: BaseException | None = None) -> None:
+    if job.timed_out and not job.cancelled:
+        raise RequestTimeout(job.timeout_s, field=req.text_field) from cause
+
+
 def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
-               max_reference_seconds: float) -> Callable[[Any, Job], dict]:
+               max_reference_seconds: float) -> Callable[["TTS", Job], dict]:
     """A job that emits a :class:`StreamPiece` per streamed audio chunk, encoded incrementally as ``fmt``
     (any of :data:`formats.STREAMABLE`); the pieces joined are one ``fmt`` file.
 
@@ -161,13 +188,12 @@ def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
     (a 422, like ``synthesize``) when the model produced no audio at all.
     """
 
-    def run(tts: Any, job: Job) -> dict:
-        reference = _reference(tts, req, store, max_reference_seconds)
+    def run(tts: "TTS", job: Job) -> dict:
+        job.start_deadline(req.timeout_s)
         seconds = 0.0
         tokens = chunks = 0
         encoder = None
-        for chunk in call_pipeline(tts.stream, req.text, req.params, takes=False, reference=reference,
-                                   should_stop=job.should_stop):
+        for chunk in _chunks(tts, req, store, max_reference_seconds, job):
             audio = np.asarray(chunk.audio, dtype=np.float32).reshape(-1)
             tokens += chunk.tokens
             if not len(audio):
@@ -179,6 +205,7 @@ def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
             chunks += 1
             if job.should_stop():
                 break
+        _raise_if_late(job, req)
         if not chunks and not job.should_stop():
             raise SpeechLMError("the model generated no audio for this text",
                                 "try another seed or a longer text", field=req.text_field, status=422)
@@ -187,3 +214,10 @@ def stream_job(req: SpeechJob, fmt: str, store: VoiceStore,
         return {"audio_seconds": seconds, "tokens": tokens, "segments": chunks}
 
     return run
+
+
+def _chunks(tts: "TTS", req: SpeechJob, store: VoiceStore, max_reference_seconds: float, job: Job) -> Iterator:
+    """The pipeline's audio chunks; an error after the deadline passed is the deadline's."""
+    with _deadline(job, req):
+        reference = _reference(tts, req, store, max_reference_seconds)
+        yield from tts.stream(req.text, params=req.params, reference=reference, should_stop=job.should_stop)

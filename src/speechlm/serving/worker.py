@@ -51,11 +51,27 @@ class Job:
         self._loop = loop
         self._events: asyncio.Queue = asyncio.Queue()
         self._stop = threading.Event()
+        self._deadline: float | None = None  # monotonic time after which the work stops (request_timeout_s)
+        self.timeout_s = 0.0
 
     # worker side
-    def should_stop(self) -> bool:
-        """Passed to the pipeline as ``should_stop``: true once the client is gone."""
+    def start_deadline(self, seconds: float) -> None:
+        """Stop the work ``seconds`` from now (0 = no deadline); :attr:`timed_out` then reads true."""
+        self.timeout_s = float(seconds)
+        self._deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else None
+
+    @property
+    def timed_out(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the client is gone (or the server stops), not merely past the deadline."""
         return self._stop.is_set()
+
+    def should_stop(self) -> bool:
+        """Passed to the pipeline as ``should_stop``: true once the client is gone or the deadline passed."""
+        return self._stop.is_set() or self.timed_out
 
     def emit(self, item: Any) -> None:
         """Send one streamed item (e.g. an ``AudioChunk``) to the waiting route."""

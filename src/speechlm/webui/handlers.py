@@ -225,7 +225,7 @@ class Handlers:
 
         if progress is not None:
             progress(0.0, desc="generating")
-        result = call_pipeline(self.tts.synthesize, req.text, params, takes=True, reference=self._reference(req),
+        result = call_pipeline(self.tts.synthesize, req.text, params, reference=self._reference(req),
                                progress=report, should_stop=self._stop.is_set)
         panels, players, pictures = [], [], []
         for i in range(MAX_TAKES):
@@ -259,7 +259,7 @@ class Handlers:
         tokens = 0
         sample_rate = self.tts.sample_rate
         segments = 0
-        for chunk in call_pipeline(self.tts.stream, req.text, params, takes=False, reference=self._reference(req),
+        for chunk in call_pipeline(self.tts.stream, req.text, params, reference=self._reference(req),
                                    should_stop=self._stop.is_set):
             if first_audio is None:
                 first_audio = time.perf_counter() - start
