@@ -74,7 +74,8 @@ def preset_overrides(files: dict[str, str], presets: dict[str, str] | None = Non
     return [f"model/{area}={preset}" for area, preset in out.items()]
 
 
-def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False) -> Path:
+def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False,
+             checkpoint_dir: str | os.PathLike | None = None) -> Path:
     """Fetch one official file with ``huggingface_hub`` (cached); returns the local path.
 
     ``explicit``: the user asked for this download (``task=download``), so a failure is worded as one.
@@ -94,7 +95,7 @@ def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, expli
                 "check the network or HF_ENDPOINT, or copy the file here and pass "
                 f"checkpoints.{entry.slot}=PATH",
             ) from None
-        raise _missing(entry, offline=True) from None
+        raise _missing(entry, checkpoint_dir, hub_off=local_files_only) from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
@@ -104,13 +105,15 @@ def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, expli
         ) from None
 
 
-def _missing(entry: OfficialCheckpoint, offline: bool) -> CheckpointError:
-    why = "the hub is offline (HF_HUB_OFFLINE) or unreachable" if offline else "it is not on disk"
+def _missing(entry: OfficialCheckpoint, checkpoint_dir: str | os.PathLike | None, hub_off: bool) -> CheckpointError:
+    where = f"not in '{checkpoint_dir}', " if checkpoint_dir is not None else ""
+    why = ("downloads are off (hub=false, or local files were named)" if hub_off else
+           "the hub is offline (HF_HUB_OFFLINE) or unreachable")
     return CheckpointError(
-        f"checkpoint '{entry.filename}' not found: not a local path, not in ./checkpoints/, "
+        f"{entry.slot} checkpoint '{entry.filename}' not found: not a local path, {where}"
         f"not in the Hugging Face cache, and {why}",
-        f"fetch it with `python infer.py task=download` (hub repo {entry.repo}) or pass "
-        f"checkpoints.{entry.slot}=PATH",
+        f"put the file there, or pass its path (Python: TTS.from_pretrained(..., {entry.slot}=PATH); "
+        f"command line: checkpoints.{entry.slot}=PATH), or fetch it with task=download (hub repo {entry.repo})",
     )
 
 
@@ -135,6 +138,4 @@ def resolve_checkpoint(value: str | os.PathLike | None, slot: str, *, checkpoint
             f"checkpoints.{slot}='{value}' is neither an existing file nor an official checkpoint name",
             "pass an existing path, or one of: " + ", ".join(sorted(REGISTRY)),
         )
-    if not allow_download:
-        return download(entry, local_files_only=True)
-    return download(entry)
+    return download(entry, local_files_only=not allow_download, checkpoint_dir=checkpoint_dir)
