@@ -101,9 +101,12 @@ def _dispatch(cfg, dispatch: Callable | None) -> int:
     _check_inputs(cfg)
     if dispatch is not None:
         return int(dispatch(cfg) or 0)
+    import importlib
+
     from hydra.utils import get_method
 
     log.debug("task %s → %s", cfg.task_name, cfg.task_fn)
+    importlib.import_module(str(cfg.task_fn).rsplit(".", 1)[0])  # a missing extra surfaces as itself, unwrapped
     result = get_method(cfg.task_fn)(cfg)
     return int(result) if isinstance(result, int) else 0
 
@@ -187,18 +190,25 @@ def main(argv: Sequence[str] | None = None, default_config: str = "infer",
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except ModuleNotFoundError as e:
-        if debug:
-            raise
-        extra = missing_extra_message(e)
-        if extra is None:
-            return _report(e)
-        print(f"error: {extra}", file=sys.stderr)
-        return 2
     except Exception as e:  # noqa: BLE001 - last resort: one line, traceback on request
         if debug:
             raise
+        cause = _missing_module(e)
+        if cause is not None and missing_extra_message(cause):
+            print(f"error: {missing_extra_message(cause)}", file=sys.stderr)
+            return 2
         return _report(e)
+
+
+def _missing_module(e: BaseException) -> ModuleNotFoundError | None:
+    """The ModuleNotFoundError behind ``e`` (Hydra wraps the one raised while instantiating a target)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ModuleNotFoundError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def infer_main() -> None:

@@ -23,7 +23,7 @@ EXTRA_OF: dict[str, str] = {
 }
 # what each extra is for, in the one-line message
 PURPOSE = {"serve": "the HTTP API (task=serve)", "webui": "the web UI (task=webui)",
-           "train": "training and LoRA merging", "speed": "speed != 1 (Rubber Band time stretching)",
+           "train": "training (speechlm-train, task=prepare)", "speed": "speed != 1 (Rubber Band time stretching)",
            "ray": "backend=ray", "asr": "asr=whisper"}
 
 
