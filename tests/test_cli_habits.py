@@ -104,3 +104,25 @@ def test_multirun_writes_one_output_per_combination(tmp_path, monkeypatch, capsy
         assert sr == 44100 and len(audio) > 0
     # different seeds are different takes
     assert sf.read(tmp_path / written[0])[0].tobytes() != sf.read(tmp_path / written[1])[0].tobytes()
+
+
+def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
+    import builtins
+
+    from speechlm.extras import MissingExtra, require
+
+    real_import = builtins.__import__
+
+    def no_gradio(name, *args, **kwargs):
+        if name.split(".")[0] == "gradio":
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_gradio)
+    for mod in [m for m in sys.modules if m.startswith(("gradio", "speechlm.webui"))]:
+        monkeypatch.delitem(sys.modules, mod)
+    assert main(["task=webui", "checkpoints.text2semantic=/nowhere/t.pth"]) == 2
+    err = _err(capsys)
+    assert "needs speechlm[webui]" in err and "pip install 'speechlm[webui]'" in err, err
+    with pytest.raises(MissingExtra, match=r"speechlm\[speed\]"):
+        require("no_such_module_for_speed", "speed")
