@@ -116,14 +116,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(wheel_venv, reference_dir,
 CORE_ONLY_ABSENT = ("gradio", "fastapi", "uvicorn", "lightning", "wandb", "tensorboard", "matplotlib", "pedalboard")
 
 
-def test_core_wheel_runs_tts_without_the_extras(wheel_venv, tmp_path):
+def test_core_wheel_runs_tts_without_the_extras(wheel_venv, tiny_dir, tmp_path):
     from speechlm.testing.tiny import make_tiny_checkpoints, tiny_overrides
 
     py, script = wheel_venv / "bin" / "python", wheel_venv / "bin" / "speechlm"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])" % (CORE_ONLY_ABSENT,)
     assert _run([py, "-c", probe], tmp_path, env=env).stdout.strip() == "[]"  # really a core-only install
-    ckpts = tiny_overrides(make_tiny_checkpoints(tmp_path / "ckpt"), tmp_path / "cache")
+    ckpts = tiny_overrides(make_tiny_checkpoints(tiny_dir / "checkpoints"), tmp_path / "cache")  # the session's set
     r = _run([script, "task=tts", "text=Hello from the core wheel.", "max_new_tokens=8", "output=out.wav",
               *[o for o in ckpts if not o.startswith("max_new_tokens")]], tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
