@@ -80,8 +80,8 @@ def test_missing_slot_is_worded_for_python_without_the_hub(folder, no_network, t
     with pytest.raises(CheckpointError) as e:
         TTS.from_pretrained(folder, device="cpu")
     msg = str(e.value)
-    assert "vits" in msg and "from_pretrained(..., vits=PATH)" in msg and str(folder) in msg, msg
-    assert "./checkpoints/" not in msg
+    assert "vits" in msg and "from_pretrained(..., vits='path/to/file')" in msg and str(folder) in msg, msg
+    assert "./checkpoints/" not in msg and "checkpoints.vits" not in msg  # no CLI syntax for a Python caller
     assert no_network == []
 
 
@@ -92,3 +92,15 @@ def test_two_files_for_one_slot_and_a_wrong_slot_are_refused(folder, tmp_path):
         scan_folder(folder)
     with pytest.raises(CheckpointError, match="is a text2semantic checkpoint, not a vits one"):
         TTS.from_pretrained(device="cpu", vits=t2s, preload=False)
+
+
+def test_the_command_line_gets_its_own_syntax(tmp_path, monkeypatch, capsys):
+    from speechlm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert main(["task=generate", "text=Hi", "hub=false", "device=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoints.text2semantic=PATH" in err and "from_pretrained" not in err, err
+    with pytest.raises(CheckpointError, match="from_pretrained"):  # and Python callers theirs, after it
+        TTS.from_pretrained(device="cpu", overrides=["hub=false"])

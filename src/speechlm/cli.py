@@ -174,8 +174,11 @@ def main(argv: Sequence[str] | None = None, default_config: str = "infer",
     from speechlm.errors import SpeechLMError
     from speechlm.extras import missing_extra_message
 
+    from speechlm.checkpoints.registry import hints_for
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SPEECHLM_DEBUG") == "1"
+    previous = hints_for("cli")  # checkpoint hints name checkpoints.<slot>=PATH, not Python arguments
     try:
         return _run(argv, default_config, dispatch)
     except (UsageError, SpeechLMError) as e:
@@ -198,6 +201,8 @@ def main(argv: Sequence[str] | None = None, default_config: str = "infer",
             print(f"error: {missing_extra_message(cause)}", file=sys.stderr)
             return 2
         return _report(e)
+    finally:
+        hints_for(previous)
 
 
 def _missing_module(e: BaseException) -> ModuleNotFoundError | None:

@@ -45,6 +45,24 @@ REGISTRY: dict[str, OfficialCheckpoint] = {
     ]
 }
 
+# Who reads the hints of these errors: a Python caller (``TTS.from_pretrained``, the default) or the command
+# line (``speechlm.cli`` switches it), so a hint names the argument the reader can actually pass.
+_HINTS_FOR = {"reader": "python"}
+
+
+def hints_for(reader: str) -> str:
+    """``"cli"`` or ``"python"``: the interface the checkpoint errors' hints are worded for; returns the previous."""
+    previous, _HINTS_FOR["reader"] = _HINTS_FOR["reader"], reader
+    return previous
+
+
+def pass_path(slot: str) -> str:
+    """How the reader passes a file for ``slot``: ``checkpoints.vits=PATH`` or ``from_pretrained(vits=...)``."""
+    if _HINTS_FOR["reader"] == "cli":
+        return f"checkpoints.{slot}=PATH"
+    return f"TTS.from_pretrained(..., {slot}='path/to/file')"
+
+
 DEFAULT_FOR_SLOT = {"text2semantic": "text2semantic-medium", "vqgan": "vqgan", "vits": "vits", "firefly": "firefly"}
 
 
@@ -92,16 +110,15 @@ def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, expli
             raise CheckpointError(
                 f"could not download '{entry.filename}' from {constants.ENDPOINT} (repo {entry.repo}): the hub is "
                 "offline (HF_HUB_OFFLINE=1) or unreachable",
-                "check the network or HF_ENDPOINT, or copy the file here and pass "
-                f"checkpoints.{entry.slot}=PATH",
+                f"check the network or HF_ENDPOINT, or copy the file here and pass {pass_path(entry.slot)}",
             ) from None
         raise _missing(entry, checkpoint_dir, hub_off=local_files_only) from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"could not fetch '{entry.filename}' from the hub repo '{entry.repo}' ({first})",
-            "check the network / HF_ENDPOINT / HF_TOKEN, or download it by hand and pass its path "
-            f"as checkpoints.{entry.slot}=PATH",
+            "check the network / HF_ENDPOINT / HF_TOKEN, or download it by hand and pass its path: "
+            f"{pass_path(entry.slot)}",
         ) from None
 
 
@@ -112,8 +129,8 @@ def _missing(entry: OfficialCheckpoint, checkpoint_dir: str | os.PathLike | None
     return CheckpointError(
         f"{entry.slot} checkpoint '{entry.filename}' not found: not a local path, {where}"
         f"not in the Hugging Face cache, and {why}",
-        f"put the file there, or pass its path (Python: TTS.from_pretrained(..., {entry.slot}=PATH); "
-        f"command line: checkpoints.{entry.slot}=PATH), or fetch it with task=download (hub repo {entry.repo})",
+        f"put the file there, pass its path ({pass_path(entry.slot)}), or fetch it with `speechlm task=download` "
+        f"(hub repo {entry.repo})",
     )
 
 
