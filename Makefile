@@ -4,17 +4,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# Exact versions: constraints.txt (pyproject.toml keeps ranges; the extras are serve, webui, train, speed, all).
 # CPU build of torch (a plain `torch` pulls a multi-GB CUDA build). Override for GPU: make install TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 SYSTEM_PACKAGES := espeak-ng chromium ffmpeg nginx
 
 .PHONY: install system-deps test test-all test-parity test-browser demo bench lint clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[test,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[all,test,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

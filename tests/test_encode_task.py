@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from speechlm.cli import main
 from speechlm.stages.codec import VQGANCodec
 from tests.test_cli_codec import SR, TOKEN, assert_one_line, ckpts, run_inprocess, speechlike, tiny  # noqa: F401
 
@@ -54,6 +55,34 @@ def test_single_file_writes_codes_and_reconstruction(tmp_path, tiny, ckpts, code
                               tmp_path, capfd, monkeypatch)
     assert code == 0, err
     assert (tmp_path / "quiet.npy").is_file() and not (tmp_path / "quiet.wav").exists()
+
+
+@pytest.mark.parametrize("firefly", ["/nowhere/firefly.ckpt", "firefly-gan-base-generator.ckpt"])
+def test_codes_need_only_the_vqgan(tmp_path, tiny, firefly, capfd, monkeypatch):
+    # no Firefly vocoder (a missing path, or the official name with the hub offline): codes, no fake.wav, one warning
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    speechlike(tmp_path / "ref.wav", 0.5, 22050)
+    args = ["task=encode", "input=ref.wav", "output=codes.npy", *tiny, f"checkpoints.firefly={firefly}",
+            f"checkpoint_dir={tmp_path / 'empty'}"]
+    monkeypatch.chdir(tmp_path)
+    code = main(args)
+    out = "".join(capfd.readouterr())  # the log goes to the console (stdout), errors to stderr
+    assert code == 0, out
+    assert np.load(tmp_path / "codes.npy").shape[0] == 2 and not (tmp_path / "codes.wav").exists()
+    warnings = [ln for ln in out.splitlines() if "WARNING" in ln]
+    assert len(warnings) == 1 and "Firefly" in warnings[0] and "codes only" in out, out
+    # fake_wav=false: no reconstruction asked for, so no warning either
+    code = main([*args, "fake_wav=false"])
+    out = "".join(capfd.readouterr())
+    assert code == 0 and "WARNING" not in out, out
+
+
+def test_fake_wav_false_turns_the_reconstruction_off(tmp_path, tiny, capfd, monkeypatch):
+    speechlike(tmp_path / "ref.wav", 0.5, 22050)
+    code, err = run_inprocess(["task=encode", "input=ref.wav", "output=q.npy", "fake_wav=false", *tiny], tmp_path,
+                              capfd, monkeypatch)
+    assert code == 0, err
+    assert (tmp_path / "q.npy").is_file() and not (tmp_path / "q.wav").exists()
 
 
 def _folder(root, n=5):

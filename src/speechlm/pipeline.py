@@ -101,31 +101,30 @@ class TTS:
         """The official models (through the registry and the hub cache), a folder, or given files.
 
         Args:
-            source: None = the official medium model + VITS (downloaded on first use); a folder that
-                holds checkpoint files under their official names; or one text2semantic file.
+            source: None = the official medium model + VITS (downloaded on first use); a folder of
+                checkpoint files (any names: each is recognised by its content, preset and sizes
+                included); or one text2semantic file.
             decoder: ``vits`` or ``vqgan``.
-            presets: ``{area: preset}`` for files that are not official ones (e.g. ``{"text2semantic":
-                "dual_ar_2_codebook_large"}``); official files carry their preset in the registry.
+            presets: ``{area: preset}`` to override what the files are recognised as (e.g.
+                ``{"text2semantic": "dual_ar_2_codebook_large"}``); never needed for files of these models.
             overrides: further Hydra overrides (e.g. ``["max_new_tokens=200"]``).
             **files: per-slot paths: ``text2semantic=``, ``vqgan=``, ``vits=``, ``firefly=``.
 
+        With a folder or files the hub is never contacted: a slot they lack comes from the Hugging Face
+        cache or is one :class:`~speechlm.errors.CheckpointError` naming the keyword to pass.
+
         Example:
-            >>> tts = TTS.from_pretrained()                                  # doctest: +SKIP
+            >>> tts = TTS.from_pretrained("/models/fish-speech-1.1")         # doctest: +SKIP
             >>> audio, sr = tts.synthesize("Hello!", reference=tts.encode_reference("ref.wav", "Hi"))
         """
-        from speechlm.config import compose, quote
-        from speechlm.checkpoints.registry import preset_overrides
+        from speechlm.checkpoints.folder import pretrained_overrides
+        from speechlm.config import compose
 
         unknown = set(files) - set(SLOTS)
         if unknown:
             raise TypeError(f"from_pretrained() got unknown checkpoint slots {sorted(unknown)}; use {SLOTS}")
         args = ["task=tts", "text=unused", f"decoder={decoder}", f"device={device}"]
-        if source is not None and Path(source).is_dir():
-            args.append(f"checkpoint_dir={quote(str(source))}")
-        elif source is not None:
-            files.setdefault("text2semantic", source)
-        args += [f"checkpoints.{slot}={quote(str(path))}" for slot, path in files.items()]
-        args += preset_overrides({slot: str(path) for slot, path in files.items()}, presets or {})
+        args += pretrained_overrides(source, dict(files), dict(presets or {}))
         return cls.from_config(compose("infer", args + list(overrides)), preload=preload)
 
     # ------------------------------------------------------------------ stages (loaded on first use)

@@ -314,3 +314,60 @@ def test_translations_cover_every_label_in_four_languages(tiny_tts):
     app = build_app(tiny_tts)
     assert set(by_key(app)) <= tables["en"].keys() and english("take_1") == "Take 1"
     app.close()
+
+
+# ------------------------------------------------------------------ issue 21 item 11: seed, UI hints, share hint
+def test_fresh_seed_per_click_shown_and_reusable(handlers, tiny_tts):
+    from speechlm.webui import build_app
+
+    app = build_app(tiny_tts, defaults={"seed": 42})  # the config's default seed: random per click
+    assert by_key(app)["seed"].value == -1
+    assert any(getattr(b, "elem_id", None) == "reuse-seed" for b in app.blocks.values())
+    assert by_key(build_app(tiny_tts, defaults={"seed": 9}))["seed"].value == 9  # task=webui seed=9 is kept
+    assert handlers.reuse_seed(-1) == -1  # nothing generated yet: the box stays as it is
+    seeds = []
+    for _ in range(2):
+        summary = handlers.generate(request(seed=-1))[-1]
+        seeds.append(handlers.last_seed)
+        assert f"seed {handlers.last_seed}" in summary
+    assert seeds[0] != seeds[1]  # two clicks, two takes
+    assert handlers.reuse_seed(-1) == seeds[1]
+    again = handlers.generate(request(seed=handlers.reuse_seed(-1)))
+    assert handlers.last_seed == seeds[1] and f"seed {seeds[1]}" in again[-1]
+
+
+def test_hints_are_in_the_pages_words():
+    from speechlm.errors import InputError
+    from speechlm.params import PARAMS, check_text
+    from speechlm.webui.errors import error_html
+
+    with pytest.raises(InputError) as empty:
+        check_text("   ")
+    box = error_html(empty.value)
+    assert "Input text box" in box and "text=" not in box and "&quot;Hello&quot;" not in box, box
+    with pytest.raises(InputError) as bad:
+        PARAMS["temperature"].check(5.0)
+    box = error_html(bad.value)
+    assert "temperature=" not in box and "Temperature" in box and "[0.1, 1]" in box, box
+    plain = InputError("the clip is silent", "record it again closer to the microphone", field="reference")
+    assert "record it again closer to the microphone" in error_html(plain)  # UI words already: kept
+
+
+def test_launch_hides_the_share_hint(tiny_tts, capfd):
+    from speechlm.webui import build_app, launch
+
+    app = build_app(tiny_tts)
+    try:
+        launch(app, "127.0.0.1", 0 or _free_port(), block=False)
+    finally:
+        app.close()
+    out = "".join(capfd.readouterr())
+    assert "share=True" not in out and "public link" not in out, out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

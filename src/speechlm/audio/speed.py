@@ -37,7 +37,9 @@ def change_speed(audio: np.ndarray, sample_rate: int, speed: float) -> np.ndarra
     audio = audio.astype(np.float32, copy=False)
     if speed == 1.0 or audio.size == 0:
         return audio
-    from pedalboard import time_stretch
+    from speechlm.extras import require
+
+    time_stretch = require("pedalboard", "speed").time_stretch  # optional: speechlm[speed]
 
     # stretch_factor > 1 shortens the audio (= faster), the meaning of speed here
     out = time_stretch(audio[None, :], float(sample_rate), stretch_factor=speed, pitch_shift_in_semitones=0.0)

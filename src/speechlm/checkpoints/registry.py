@@ -45,6 +45,24 @@ REGISTRY: dict[str, OfficialCheckpoint] = {
     ]
 }
 
+# Who reads the hints of these errors: a Python caller (``TTS.from_pretrained``, the default) or the command
+# line (``speechlm.cli`` switches it), so a hint names the argument the reader can actually pass.
+_HINTS_FOR = {"reader": "python"}
+
+
+def hints_for(reader: str) -> str:
+    """``"cli"`` or ``"python"``: the interface the checkpoint errors' hints are worded for; returns the previous."""
+    previous, _HINTS_FOR["reader"] = _HINTS_FOR["reader"], reader
+    return previous
+
+
+def pass_path(slot: str) -> str:
+    """How the reader passes a file for ``slot``: ``checkpoints.vits=PATH`` or ``from_pretrained(vits=...)``."""
+    if _HINTS_FOR["reader"] == "cli":
+        return f"checkpoints.{slot}=PATH"
+    return f"TTS.from_pretrained(..., {slot}='path/to/file')"
+
+
 DEFAULT_FOR_SLOT = {"text2semantic": "text2semantic-medium", "vqgan": "vqgan", "vits": "vits", "firefly": "firefly"}
 
 
@@ -74,7 +92,8 @@ def preset_overrides(files: dict[str, str], presets: dict[str, str] | None = Non
     return [f"model/{area}={preset}" for area, preset in out.items()]
 
 
-def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False) -> Path:
+def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, explicit: bool = False,
+             checkpoint_dir: str | os.PathLike | None = None) -> Path:
     """Fetch one official file with ``huggingface_hub`` (cached); returns the local path.
 
     ``explicit``: the user asked for this download (``task=download``), so a failure is worded as one.
@@ -91,26 +110,27 @@ def download(entry: OfficialCheckpoint, *, local_files_only: bool = False, expli
             raise CheckpointError(
                 f"could not download '{entry.filename}' from {constants.ENDPOINT} (repo {entry.repo}): the hub is "
                 "offline (HF_HUB_OFFLINE=1) or unreachable",
-                "check the network or HF_ENDPOINT, or copy the file here and pass "
-                f"checkpoints.{entry.slot}=PATH",
+                f"check the network or HF_ENDPOINT, or copy the file here and pass {pass_path(entry.slot)}",
             ) from None
-        raise _missing(entry, offline=True) from None
+        raise _missing(entry, checkpoint_dir, hub_off=local_files_only) from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"could not fetch '{entry.filename}' from the hub repo '{entry.repo}' ({first})",
-            "check the network / HF_ENDPOINT / HF_TOKEN, or download it by hand and pass its path "
-            f"as checkpoints.{entry.slot}=PATH",
+            "check the network / HF_ENDPOINT / HF_TOKEN, or download it by hand and pass its path: "
+            f"{pass_path(entry.slot)}",
         ) from None
 
 
-def _missing(entry: OfficialCheckpoint, offline: bool) -> CheckpointError:
-    why = "the hub is offline (HF_HUB_OFFLINE) or unreachable" if offline else "it is not on disk"
+def _missing(entry: OfficialCheckpoint, checkpoint_dir: str | os.PathLike | None, hub_off: bool) -> CheckpointError:
+    where = f"not in '{checkpoint_dir}', " if checkpoint_dir is not None else ""
+    why = ("downloads are off (hub=false, or local files were named)" if hub_off else
+           "the hub is offline (HF_HUB_OFFLINE) or unreachable")
     return CheckpointError(
-        f"checkpoint '{entry.filename}' not found: not a local path, not in ./checkpoints/, "
+        f"{entry.slot} checkpoint '{entry.filename}' not found: not a local path, {where}"
         f"not in the Hugging Face cache, and {why}",
-        f"fetch it with `python infer.py task=download` (hub repo {entry.repo}) or pass "
-        f"checkpoints.{entry.slot}=PATH",
+        f"put the file there, pass its path ({pass_path(entry.slot)}), or fetch it with `speechlm task=download` "
+        f"(hub repo {entry.repo})",
     )
 
 
@@ -135,6 +155,4 @@ def resolve_checkpoint(value: str | os.PathLike | None, slot: str, *, checkpoint
             f"checkpoints.{slot}='{value}' is neither an existing file nor an official checkpoint name",
             "pass an existing path, or one of: " + ", ".join(sorted(REGISTRY)),
         )
-    if not allow_download:
-        return download(entry, local_files_only=True)
-    return download(entry)
+    return download(entry, local_files_only=not allow_download, checkpoint_dir=checkpoint_dir)

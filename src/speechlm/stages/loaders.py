@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def checkpoint_path(cfg: DictConfig, slot: str) -> Path:
     """The local file of ``checkpoints.<slot>`` (a path, a file in ``checkpoint_dir``, or the hub)."""
-    return resolve_checkpoint(cfg.checkpoints[slot], slot, checkpoint_dir=cfg.checkpoint_dir)
+    return resolve_checkpoint(cfg.checkpoints[slot], slot, checkpoint_dir=cfg.checkpoint_dir,
+                              allow_download=bool(cfg.get("hub", True)))
 
 
 def vocoder_precision(cfg: DictConfig, device: torch.device) -> str:

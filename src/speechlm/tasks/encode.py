@@ -1,8 +1,9 @@
 """``python infer.py task=encode``: audio → semantic tokens with the VQGAN codec.
 
 One file (``tools/vqgan/inference.py``): ``input=ref.wav output=ref.npy`` writes the ``(2, T)`` int32
-codes (default name ``fake.npy``) and, with ``reconstruction=true`` (the default), the codes decoded back
-to audio beside them (``fake.wav``), as the original does. Many files (``tools/vqgan/extract_vq.py``):
+codes (default name ``fake.npy``) and, with ``fake_wav=true`` (the default), the codes decoded back
+to audio beside them (``fake.wav``), as the original does — skipped with a warning when the Firefly
+vocoder is missing, since the codes need only the VQGAN. Many files (``tools/vqgan/extract_vq.py``):
 every audio file under the folder ``input=`` — or every path listed in ``filelist=`` — becomes a
 ``.npy`` at the same relative path under ``output=`` (beside the audio when ``output`` is null). Files
 that already have codes are skipped unless ``overwrite=true``; the rest are encoded ``batch_size`` at a
@@ -24,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from speechlm.audio.io import AUDIO_EXTENSIONS, MODEL_SAMPLE_RATE, load_audio, save_audio
-from speechlm.errors import InputError, SpeechLMError
+from speechlm.errors import CheckpointError, InputError, SpeechLMError
 from speechlm.pipeline import TTS
 from speechlm.utils.io import save_npy_atomic
 
@@ -194,16 +195,36 @@ def encode_many(codec, jobs: list[Job], cfg: DictConfig) -> EncodeSummary:
     return summary
 
 
+def _reconstruction_wanted(cfg: DictConfig) -> bool:
+    """``fake_wav`` (and its older name ``reconstruction``) on, and the Firefly vocoder at hand.
+
+    Codes need only the VQGAN encoder: without the Firefly file the codes are still written and the
+    decoded ``fake.wav`` is skipped with one warning line.
+    """
+    if not (cfg.get("fake_wav", True) and cfg.get("reconstruction", True)):
+        return False
+    from speechlm.stages.loaders import checkpoint_path
+
+    try:
+        checkpoint_path(cfg, "firefly")
+    except CheckpointError as e:
+        log.warning("no fake.wav: the Firefly vocoder is missing (%s); codes only — fake_wav=false silences this",
+                    str(e).split(" — ")[0])
+        return False
+    return True
+
+
 def _encode_one(cfg: DictConfig, src: Path) -> int:
-    """One file: codes (and, unless ``reconstruction=false``, the decoded ``.wav``) beside ``output``."""
+    """One file: codes (and, unless ``fake_wav=false``, the decoded ``.wav``) beside ``output``."""
     audio = load_audio(src, target_sr=MODEL_SAMPLE_RATE, max_seconds=cfg.max_seconds, what="input audio")
     dst = _single_output(src, cfg.output)
     tts = TTS(cfg)
-    codec = tts.decoder("vqgan") if cfg.reconstruction else tts.codec  # load the vocoder first: fail fast
+    reconstruct = _reconstruction_wanted(cfg)
+    codec = tts.decoder("vqgan") if reconstruct else tts.codec  # load the vocoder first: fail fast
     start = time.perf_counter()
     codes = codec.encode(torch.from_numpy(audio))
     line = f"wrote {dst}: codes {save_codes(codes, dst)}"
-    if cfg.reconstruction:
+    if reconstruct:
         wav = reconstruction_path(src, dst)
         save_audio(wav, codec.decode(codes, seed=RECONSTRUCTION_SEED).numpy(), codec.sample_rate)
         line += f", reconstruction {wav}"

@@ -62,6 +62,10 @@ def build_trainer(trainer_cfg: DictConfig):
     """A ``lightning.Trainer`` from ``cfg.trainer`` (callbacks dict → list, logger, precision=auto)."""
     spec = OmegaConf.to_container(trainer_cfg, resolve=True)
     callbacks = [instantiate(c, _convert_="partial") for c in (spec.pop("callbacks", None) or {}).values() if c]
+    if spec.get("enable_progress_bar") is False:  # Lightning refuses a bar callback with the bar turned off
+        from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     logger = spec.pop("logger", None)
     if isinstance(logger, dict):
         logger = instantiate(logger, _convert_="partial")

@@ -21,6 +21,7 @@ import lightning as L
 import torch
 
 from speechlm.audio.io import MODEL_SAMPLE_RATE
+from speechlm.training.step_bar import silence_known_warnings
 
 log = logging.getLogger("speechlm.train")
 
@@ -60,6 +61,9 @@ class TrainingProgress(L.Callback):
         self._t0: float | None = None
         self.batches = 0
         self.samples = 0.0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        silence_known_warnings()  # with or without a progress bar
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._window = None, {}

@@ -29,10 +29,26 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory")
     return p
 
 
+def _umask() -> int:
+    """The process umask.
+
+    Linux reports it in /proc; elsewhere reading it means setting it, so it is set straight back (a
+    brief window another thread could see; the /proc path avoids it on the servers that matter).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
+    The file ends with the mode ``open()`` would give it (0666 minus the umask: 0644 under umask 022).
     On any exception the temporary file is removed, so nothing half-written is left behind.
     ``suffix`` defaults to the target's suffix (some writers pick the format from it).
     """
@@ -42,6 +58,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
                                dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates the file 0600; a finished output gets the mode a plain open() would (0666 & ~umask)
+    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, target)

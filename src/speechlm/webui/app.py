@@ -7,7 +7,10 @@ follows the browser's language. No analytics, no fonts or scripts from the inter
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
 
 import gradio as gr
 
@@ -108,8 +111,11 @@ def _advanced_tab(p: SynthesisParams, tts) -> dict:
         repetition_penalty=_slider("repetition_penalty", p.repetition_penalty),
         temperature=_slider("temperature", p.temperature),
         speaker=gr.Textbox(label=t("speaker"), value=p.speaker or "", info=t("speaker_info"), elem_id="speaker"),
-        seed=gr.Number(label=t("seed"), info=PARAMS["seed"].help, value=-1 if p.seed is None else p.seed,
-                       precision=0, elem_id="seed"),
+        # -1 (a fresh seed per click) unless the config chose another seed than the parameters' default, so
+        # Generate gives a new take each time; the summary shows the seed and ♻ puts it back to repeat one
+        seed=gr.Number(label=t("seed"), info=t("seed_info"), precision=0, elem_id="seed",
+                       value=-1 if p.seed is None or p.seed == PARAMS["seed"].default else p.seed),
+        reuse_seed=gr.Button(t("reuse_seed"), size="sm", elem_id="reuse-seed"),
         decoder=gr.Radio([(names.get(c, c), c) for c in decoder.choices], value=p.decoder, label=t("decoder"),
                          info=decoder.help, elem_id="decoder"),
         num_takes=gr.Slider(1, min(MAX_TAKES, PARAMS["num_samples"].hi), value=min(p.num_samples, MAX_TAKES), step=1,
@@ -191,6 +197,7 @@ def _wire(app: gr.Blocks, tts, handlers: Handlers, c: dict) -> None:
     c["generate_stream"].click(on_generate_stream, controls, [c["stream_audio"], *take_outputs],
                                show_progress_on=c["stream_audio"], concurrency_id="tts", concurrency_limit=1)
     c["stop"].click(handlers.stop, None, None, queue=False, show_progress="hidden")
+    c["reuse_seed"].click(handlers.reuse_seed, c["seed"], c["seed"], queue=False, show_progress="hidden")
 
 
 def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -> gr.Blocks:
@@ -214,7 +221,27 @@ def build_app(tts, voices=None, defaults: dict | None = None, output_dir=None) -
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            block: bool = True):
     """Serve ``app`` (blocking unless ``block=False``); returns Gradio's (app, local_url, share_url)."""
-    return app.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=share, prevent_thread_lock=not block, theme=THEME, css=CSS,
-        ssr_mode=False, mcp_server=False, footer_links=[], quiet=not block, inbrowser=False,
-        max_file_size=MAX_UPLOAD, i18n=I18N)
+    with contextlib.redirect_stdout(_WithoutShareHint(sys.stdout)):  # its `share=True` advice does not apply here
+        result = app.queue(default_concurrency_limit=1).launch(
+            server_name=host, server_port=port, share=share, prevent_thread_lock=True, theme=THEME, css=CSS,
+            ssr_mode=False, mcp_server=False, footer_links=[], quiet=not block, inbrowser=False,
+            max_file_size=MAX_UPLOAD, i18n=I18N)
+    if block:
+        app.block_thread()
+    return result
+
+
+class _WithoutShareHint(io.TextIOBase):
+    """A stdout that drops Gradio's "To create a public link, set `share=True`" line (``task=webui share=true``
+    is the switch here) and passes everything else through."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, text: str) -> int:
+        if "share=True" not in text:
+            self.out.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()

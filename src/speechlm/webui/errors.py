@@ -12,6 +12,7 @@ import functools
 import html
 import inspect
 import logging
+import re
 from typing import Callable
 
 import gradio as gr
@@ -20,6 +21,48 @@ from speechlm.errors import SpeechLMError
 from speechlm.stages.generate import GenerationCancelled
 
 log = logging.getLogger(__name__)
+
+
+# Hints in the page's words for the fields a page user can get wrong (the pipeline's hints name CLI keys).
+UI_HINTS = {
+    "text": "type the text to speak in the Input text box",
+    "reference": "upload or record a 5–10 s clip of clean speech in the Reference voice tab, or untick "
+                 "'Use reference voice'",
+    "reference_text": "type what the reference clip says in its transcript box (or leave it empty for the "
+                      "timbre only)",
+    "voice": "pick another saved voice, or upload a clip",
+    "speaker": "clear the Speaker box or type the name the model was fine-tuned with",
+}
+# CLI syntax in a hint: key=value, key=<...>, --flag, `task=...`
+_CLI = re.compile(r"\b[a-z_]+=(\S|$)|(^|\s)--[a-z]|`")
+
+
+def ui_message(e: SpeechLMError) -> str:
+    """``message — hint`` with a hint written in CLI syntax replaced by the page's words."""
+    hint, message = e.hint, e.message
+    if hint and _CLI.search(hint):
+        hint = UI_HINTS.get(e.field or "") or _control_hint(e.field) or "check the settings and try again"
+    if e.field and f"{e.field}=" in message:  # "temperature=5.0 is out of range" → "Temperature 5.0 is ..."
+        message = message.replace(f"{e.field}=", f"{_label(e.field)} ")
+    return f"{message} — {hint}" if hint else message
+
+
+def _label(field: str) -> str:
+    """The English label of a control, without its parenthesised help."""
+    from speechlm.webui.i18n import table
+
+    return table("en").get(field, field.replace("_", " ")).split(" (")[0]
+
+
+def _control_hint(field: str | None) -> str | None:
+    """'set Temperature in [0.1, 1]' for a parameter the page has a control for."""
+    from speechlm.params import PARAMS
+
+    if field not in PARAMS:
+        return None
+    label = _label(field)
+    span = PARAMS[field].range_text
+    return f"set '{label}' to a value in {span}" if span else f"change '{label}'"
 
 
 def error_html(e: BaseException) -> str:
@@ -31,7 +74,7 @@ def error_html(e: BaseException) -> str:
     if isinstance(e, GenerationCancelled):
         title, text = "Stopped", "the generation was stopped"
     elif isinstance(e, SpeechLMError):
-        title, text = "Cannot generate", str(e)
+        title, text = "Cannot generate", ui_message(e)
     else:
         log.exception("web UI generation failed")
         first_line = (str(e).strip().splitlines() or [""])[0][:300]

@@ -87,6 +87,7 @@ class Handlers:
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
+        self.last_seed: int | None = None  # the seed of the latest generation (♻ puts it in the seed box)
         self._counter = 0
         self._counter_lock = threading.Lock()
 
@@ -167,6 +168,12 @@ class Handlers:
                              field="reference")
         return references
 
+    def reuse_seed(self, current: float | None = None) -> int:
+        """The seed box's new value: the latest generation's seed (the box unchanged before any)."""
+        if self.last_seed is not None:
+            return self.last_seed
+        return -1 if current is None else int(current)
+
     @staticmethod
     def _seed(value: float | None) -> int:
         if value is None or int(value) < 0:
@@ -216,6 +223,7 @@ class Handlers:
         """
         self._stop.clear()
         params = self._params(req, int(num_takes))
+        self.last_seed = params.seed
 
         def report(ev) -> None:
             if progress is not None:
@@ -251,6 +259,7 @@ class Handlers:
                                 "install it (e.g. apt-get install ffmpeg) or use Generate", status=503)
         self._stop.clear()
         params = self._params(req)
+        self.last_seed = params.seed
         panels = [gr.update(visible=True)] + [gr.update(visible=False)] * (MAX_TAKES - 1)
         cleared = [gr.update(value=None)] * MAX_TAKES
         start = time.perf_counter()
@@ -292,7 +301,7 @@ class Handlers:
         tps = tokens / wall if wall > 0 else 0.0
         parts = [f"**{n} take{'s' if n != 1 else ''}**", f"{audio_seconds:.2f} s of audio in {wall:.2f} s",
                  f"**RTF {rtf:.2f}**", f"{tokens} tokens ({tps:.1f} tokens/s)", f"{segments} segment(s)",
-                 f"seed {seed}"]
+                 f"seed {seed} (♻ reuses it)"]
         if first_audio is not None:
             parts.insert(2, f"first audio after {first_audio:.2f} s")
         return " · ".join(parts)

@@ -93,6 +93,13 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
                      "el nombre de hablante usado en el ajuste fino (la pronunciación es más estable)"),
     "seed": ("Seed (-1 = random; the summary shows the one used)", "随机种子（-1 = 随机；摘要中显示实际使用的值）",
              "シード（-1 = ランダム、使われた値は概要に表示）", "Semilla (-1 = aleatoria; el resumen muestra la usada)"),
+    "seed_info": ("-1 draws a fresh seed on every click, so each Generate is a new take; the same seed, text and "
+                  "settings repeat a take",
+                  "-1 表示每次点击都使用新的随机种子，每次生成都不同；相同的种子、文本和设置会得到相同结果",
+                  "-1 はクリックごとに新しいシードを使うので毎回違う結果になります。同じシード・テキスト・設定なら同じ結果です",
+                  "-1 usa una semilla nueva en cada clic, así cada Generar es una toma nueva; la misma semilla, texto "
+                  "y ajustes repiten la toma"),
+    "reuse_seed": ("♻ Reuse last seed", "♻ 复用上次的种子", "♻ 前回のシードを使う", "♻ Reutilizar la última semilla"),
     "decoder": ("Decoder", "解码器", "デコーダー", "Decodificador"),
     "num_takes": ("Number of takes", "生成条数", "生成数", "Número de tomas"),
     "generate": ("Generate", "生成", "生成", "Generar"),
