@@ -49,7 +49,7 @@ def test_task_help_lists_keys_with_defaults_and_meaning(capsys):
     out = capsys.readouterr().out
     lines = {ln.split()[0]: ln for ln in out.splitlines()[1:] if ln.startswith("  ") and "=" in ln.split()[0]}
     assert "temperature=0.7" in lines and "sampling temperature" in lines["temperature=0.7"]
-    assert "text=???" in lines and "what to say" in lines["text=???"]      # task key: meaning from its YAML
+    assert "text=null" in lines and "what to say" in lines["text=null"]    # task key: meaning from its YAML
     assert "output=out.wav" in lines and "top_p=0.7" in lines
     assert "max_seconds=600.0" not in out                                 # another task's key is not listed
     keys = [k.split("=")[0] for k in lines]
