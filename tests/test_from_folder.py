@@ -40,7 +40,11 @@ def folder(tiny_dir, tmp_path) -> Path:
     """The tiny set under made-up names, in one folder."""
     out = tmp_path / "my models"
     out.mkdir()
-    for i, src in enumerate(sorted((tiny_dir / "checkpoints").rglob("*.*"))):
+    from speechlm.testing.tiny import make_tiny_checkpoints
+
+    # the session's four files only (other tests add more checkpoints under tiny_dir)
+    made = make_tiny_checkpoints(tiny_dir / "checkpoints")
+    for i, src in enumerate(sorted(Path(p) for p in made.values())):
         shutil.copy(src, out / f"weights_{i}{src.suffix}")
     return out
 

@@ -93,7 +93,7 @@ def test_generate_with_reference_then_error(page, reference_clip):
     page.locator("#text textarea").fill("")
     page.locator("#generate").click()
     message = page.locator("#message")
-    expect(message).to_contain_text("Cannot generate: text is empty — pass the text to speak")
+    expect(message).to_contain_text("Cannot generate: text is empty — type the text to speak in the Input text box")
     expect(page.locator("#take-0 a.download-link")).to_have_attribute("href", href)  # the last take stays
     assert "Traceback" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "webui-error.png"), full_page=True)
