@@ -29,6 +29,21 @@ log = logging.getLogger(__name__)
 MIN_REUSE = 8  # shorter common prefixes are prefilled again (copying them costs about as much)
 
 
+def auto_limit_mb(device: torch.device) -> float:
+    """Default bound: 1/16 of the device's memory, at most 4 GiB (a 10 s reference prompt of the medium
+    model is ~100 MB of float32 keys/values)."""
+    try:
+        if device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+        else:
+            import os
+
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        total = 8 * 2**30
+    return float(min(total / 16, 4 * 2**30) // 2**20)
+
+
 @dataclass(eq=False)
 class Entry:
     tokens: Tensor  # (1 + NC, T)
