@@ -65,12 +65,15 @@ def test_second_request_skips_the_cached_prefix_and_keeps_its_tokens(model):
     off = Engine(model, 1, cache_len=128)
     expected = [run(off, p) for p in prompts]
     on = Engine(model, 1, cache_len=128, prefix_cache_mb=4)
-    got = [run(on, p, tags=("voice-a",)) for p in prompts]
+    got = [run(on, p, tags=("voice-a",), prefix_len=40) for p in prompts]
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
     # the first prompt is prefilled whole; the second one only after the 40 shared columns
     assert on.prefill_tokens == 46 + 6 and on.prefix_cache.hits == 1 and on.prefix_cache.reused_tokens == 40
-    # the same prompt again: everything but the last position (its logits start generation) is reused
-    assert torch.equal(run(on, prompts[1], tags=("voice-a",)), expected[1]) and on.prefill_tokens == 46 + 6 + 1
+    assert len(on.prefix_cache) == 1  # one entry: the voice's 40 columns, shared by both requests
+    # a request kept whole (``keep``): the same prompt again reuses everything but the last position
+    run(on, prompts[1], keep=True)
+    before = on.prefill_tokens
+    assert torch.equal(run(on, prompts[1]), expected[1]) and on.prefill_tokens == before + 1
 
 
 def test_kept_request_continues_as_the_next_prefix(model):
@@ -90,16 +93,16 @@ def test_bound_lru_and_forget(model):
     on = Engine(model, 1, cache_len=128, prefix_cache_mb=limit)
     cache = on.prefix_cache
     a, b, c = grid(30, 10), grid(30, 11), grid(30, 12)
-    run(on, a, n=2, tags=("A",))
-    run(on, b, n=2, tags=("B",))
+    run(on, a, n=2, tags=("A",), prefix_len=30)
+    run(on, b, n=2, tags=("B",), prefix_len=30)
     assert len(cache) == 2
-    run(on, torch.cat([a, grid(5, 13)], 1), n=2, tags=("A",))  # a hit: A is now the most recent
-    run(on, c, n=2, tags=("C",))  # over the bound: B (least recently used) goes
+    run(on, torch.cat([a, grid(5, 13)], 1), n=2, tags=("A",), prefix_len=30)  # a hit: A is now the most recent
+    run(on, c, n=2, tags=("C",), prefix_len=30)  # over the bound: B (least recently used) goes
     assert cache.nbytes <= cache.limit and len(cache) == 2
     assert {t for e in cache._entries.values() for t in e.tags} == {"A", "C"}
     assert on.forget("A") == 1 and on.forget("A") == 0 and len(cache) == 1
     # an entry larger than the whole bound is not kept; 0 turns the cache off
-    run(on, grid(100, 14), n=2, tags=("big",))
+    run(on, grid(100, 14), n=2, tags=("big",), prefix_len=100)
     assert "big" not in {t for e in cache._entries.values() for t in e.tags}
     off = PrefixCache(0)
     assert not off.enabled and off.restore(model, 0, a) == 0
@@ -108,8 +111,8 @@ def test_bound_lru_and_forget(model):
 def test_extending_entry_supersedes_its_prefix(model):
     on = Engine(model, 1, cache_len=128, prefix_cache_mb=4)
     a = grid(20, 20)
-    run(on, a, n=2, tags=("A",))
-    run(on, torch.cat([a, grid(10, 21)], 1), n=2, tags=("B",))
+    run(on, a, n=2, tags=("A",), prefix_len=20)
+    run(on, torch.cat([a, grid(10, 21)], 1), n=2, tags=("B",), prefix_len=30)
     assert len(on.prefix_cache) == 1
     (entry,) = on.prefix_cache._entries.values()
     assert entry.tokens.size(1) == 30 and entry.tags == {"A", "B"}

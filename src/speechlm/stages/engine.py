@@ -52,6 +52,7 @@ class Request:
     should_stop: Callable[[], bool] | None
     ignore_stop: bool
     tags: tuple[str, ...] = ()  # Reference keys the prompt came from (prefix-cache entries)
+    prefix_len: int = 0  # leading prompt columns to cache on admission (a voice's reference prompt)
     keep: bool = False  # cache prompt + generated columns when done (a later segment continues them)
     future: Future = field(default_factory=Future)
     columns: list[Tensor] = field(default_factory=list)
@@ -116,13 +117,15 @@ class Engine:
     def submit(self, prompt: Tensor, max_new_tokens: int, *, params: SamplingParams, eos_id: int, im_end_id: int,
                generator: torch.Generator | None = None, on_column: ColumnCallback | None = None,
                should_stop: Callable[[], bool] | None = None, ignore_stop: bool = False,
-               tags: tuple[str, ...] = (), keep: bool = False) -> Future:
+               tags: tuple[str, ...] = (), prefix_len: int = 0, keep: bool = False) -> Future:
         """Queue one request; the future's result is the (1 + NC, N) int64 columns (stop column included).
 
         ``max_new_tokens = 0`` means up to ``cache_len`` (the budget is clamped there). ``on_column(i,
         column)`` gets every column (1 + NC, 1) on the engine thread (keep it cheap); it may raise (the
         request then fails with that error, the others go on). ``tags``: Reference keys of the prompt
-        (see :meth:`PrefixCache.forget`); ``keep``: cache the KV of prompt + columns when done.
+        (see :meth:`PrefixCache.forget`); ``prefix_len``: cache the first columns of the prompt on admission
+        (the part other requests share, e.g. a voice's reference prompt); ``keep``: cache the KV of prompt +
+        columns when done (the next segment of the request starts with them).
         """
         t = prompt.size(1)
         if t >= self.cache_len:
@@ -130,7 +133,7 @@ class Engine:
                              "use fewer or shorter prompt texts/tokens, or a smaller chunk_length")
         budget = self.cache_len - t if not max_new_tokens or t + max_new_tokens > self.cache_len else max_new_tokens
         req = Request(prompt, int(budget), params, (int(eos_id), int(im_end_id)), generator, on_column,
-                      should_stop, ignore_stop, tuple(tags), keep)
+                      should_stop, ignore_stop, tuple(tags), min(int(prefix_len), t), keep)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -234,8 +237,8 @@ class Engine:
             self.prefill_tokens += t - start
             col = self.eager_step(self.model, x, pos, None, SamplingParams.stack([req.params]), self._noise([req]),
                                   kv_len=t, slots=req.slot)
-            if req.tags:
-                self.prefix_cache.store(self.model, req.slot, req.prompt, req.tags)
+            if req.prefix_len:
+                self.prefix_cache.store(self.model, req.slot, req.prompt[:, :req.prefix_len], req.tags)
         except BaseException as e:  # noqa: BLE001 - delivered to the request, the engine goes on
             self._fail(req, e)
             self.active.remove(req)

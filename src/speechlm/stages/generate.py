@@ -161,6 +161,7 @@ class SemanticGenerator:
         sampling_params = SamplingParams.make(p.temperature, p.top_p, p.repetition_penalty, self.device)
         budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(x.size(1) for x in prompts)
         history: list[torch.Tensor] = []
+        shared = sum(x.size(1) for x in prompts) if tags else 0  # the voices' prompt: cached for every request
         self.engine.start()
         total_tokens, t_start = 0, time.perf_counter()
         for idx, seg in enumerate(encoded):
@@ -169,7 +170,7 @@ class SemanticGenerator:
             t0 = time.perf_counter()
             sink = None if on_column is None else functools.partial(on_column, idx)
             cols = self._run(prompt, p, sampling_params, progress, should_stop, rng, sink, tuple(tags),
-                             (idx, len(encoded), texts[idx]))
+                             (idx, len(encoded), texts[idx]), shared)
             seconds = time.perf_counter() - t0
             total_tokens += cols.size(1)
             log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),
@@ -191,7 +192,7 @@ class SemanticGenerator:
         return texts
 
     def _run(self, prompt, p: SynthesisParams, params: SamplingParams, progress, should_stop, rng, sink, tags,
-             where: tuple[int, int, str]) -> torch.Tensor:
+             where: tuple[int, int, str], shared: int) -> torch.Tensor:
         """One segment through the engine (blocks this thread until the request leaves the batch), with a
         progress bar sized by the tokens the text is expected to take and an ETA."""
         idx, n, text = where
@@ -212,7 +213,7 @@ class SemanticGenerator:
             task = bar.add_task("generate", total=expected)
             return self.engine.generate(prompt, p.max_new_tokens, params=params, eos_id=self.tokenizer.eos_token_id,
                                         im_end_id=self.tokenizer.im_end_id, generator=rng, on_column=on_column,
-                                        should_stop=should_stop, tags=tags, keep=idx + 1 < n)
+                                        should_stop=should_stop, tags=tags, prefix_len=shared, keep=idx + 1 < n)
 
     def _codes(self, cols: torch.Tensor) -> torch.Tensor:
         """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.

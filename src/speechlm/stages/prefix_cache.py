@@ -114,13 +114,13 @@ class PrefixCache:
         with self._lock:
             for key, e in list(self._entries.items()):
                 n = common_prefix(e.tokens, tokens)
-                if n == e.tokens.size(1):  # an entry this one extends: superseded
-                    tags = set(tags) | e.tags
-                    self._drop(key)
-                elif n == t:  # already held by a longer entry
+                if n == t:  # already held (by this or a longer entry)
                     e.tags |= set(tags)
                     self._entries.move_to_end(key)
                     return
+                if n == e.tokens.size(1):  # an entry this one extends: superseded
+                    tags = set(tags) | e.tags
+                    self._drop(key)
         kv = model.read_slot(slot, t)  # copies, outside the lock
         with self._lock:
             while self._entries and self.nbytes + nbytes > self.limit:
