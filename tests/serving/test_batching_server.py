@@ -136,13 +136,15 @@ def test_cancelling_one_request_leaves_the_other_alone(own_tts, tmp_path):
         before = engine.max_rows_seen
 
         def leave_mid_stream():
+            deadline = time.monotonic() + 60
+            while not engine.active and time.monotonic() < deadline:  # the neighbour is generating
+                time.sleep(0.005)
             body = {"text": LONG_TEXT, "seed": 4, "chunk_length": 10, "streaming": True, **NEAR_GREEDY}
             with httpx.Client(base_url=base, timeout=120) as c, c.stream("POST", "/v1/invoke", json=body) as r:
                 assert r.status_code == 200
                 return next(r.iter_raw())  # the first chunk, then the connection closes
 
         def neighbour():
-            time.sleep(0.2)  # the streaming one is admitted first
             return invoke(base, LONG_TEXT, seed=3, chunk_length=10)
 
         first, other = concurrently([leave_mid_stream, neighbour])

@@ -96,6 +96,7 @@ class Engine:
         self.active: list[Request] = []
         self.pending: collections.deque[Request] = collections.deque()
         self._cv = threading.Condition()
+        self._step_lock = threading.Lock()  # held through a step: slots are only reallocated between steps
         self._thread: threading.Thread | None = None
         self._closed = False
         self.steps_run = 0  # batched steps (for benchmarks / tests)
@@ -105,13 +106,16 @@ class Engine:
         self.set_max_batch_size(max_batch_size)
 
     def set_max_batch_size(self, n: int) -> None:
-        """Hold ``n`` concurrent requests (allocates the model's slots; only while no request runs)."""
-        with self._cv:
-            if self.active:
-                raise RuntimeError("max_batch_size can change only while the engine is idle")
-            self.max_batch_size = max(1, int(n))
-            slots = token_loop.bucket_for(self.max_batch_size) if self.pad else self.max_batch_size
-            self.model.setup_caches(slots, self.cache_len)
+        """Hold ``n`` concurrent requests. More slots than the model holds are allocated, which only an idle
+        engine may do (the caches are replaced); fewer or as many can be set at any time."""
+        n = max(1, int(n))
+        slots = token_loop.bucket_for(n) if self.pad else n
+        with self._step_lock, self._cv:
+            if slots > self.model.cache_batch or self.cache_len > self.model.cache_len:
+                if self.active or self.pending:
+                    raise RuntimeError("max_batch_size can grow only while the engine is idle")
+                self.model.setup_caches(slots, self.cache_len)
+            self.max_batch_size = n
 
     # ------------------------------------------------------------------ submitting
     def submit(self, prompt: Tensor, max_new_tokens: int, *, params: SamplingParams, eos_id: int, im_end_id: int,
@@ -196,7 +200,7 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> bool:
         """Admit waiting requests into free slots (prefill), then one batched step. Returns whether work remains."""
-        with token_loop.threads(self.decode_threads):
+        with self._step_lock, token_loop.threads(self.decode_threads):
             while len(self.active) < self.max_batch_size:
                 with self._cv:
                     if not self.pending:
