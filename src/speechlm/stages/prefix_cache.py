@@ -124,7 +124,9 @@ class PrefixCache:
         kv = model.read_slot(slot, t)  # copies, outside the lock
         with self._lock:
             while self._entries and self.nbytes + nbytes > self.limit:
-                self._drop(next(iter(self._entries)))  # least recently used
+                oldest = next(iter(self._entries))  # least recently used
+                log.debug("prefix cache: evicting %d columns", self._entries[oldest].tokens.size(1))
+                self._drop(oldest)
             self._entries[self._next] = Entry(tokens.clone(), kv, set(tags), nbytes)
             self._next += 1
             self.nbytes += nbytes

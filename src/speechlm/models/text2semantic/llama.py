@@ -11,7 +11,6 @@ Grid convention (``inp``/``x``): (B, 1 + NC, T) int — row 0 text ids, rows 1..
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
