@@ -307,6 +307,10 @@ class TTS:
                    should_stop: Callable[[], bool] | None = None, **overrides) -> SynthesisResult:
         """Speak ``text`` (in the reference's voice when given); ``num_samples`` independent takes.
 
+        Safe to call from several threads on one object: concurrent calls share the text2semantic engine's
+        batched steps (up to ``max_batch_size`` at once). A seeded call draws its tokens from its own
+        generator, so its output does not depend on what runs beside it (up to float rounding in a batch).
+
         Args:
             params: the request's :class:`~speechlm.params.SynthesisParams` (default: the config's);
                 keyword ``overrides`` (``top_p=0.5``, ``seed=1``, …) are applied on top and validated.
