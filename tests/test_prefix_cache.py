@@ -70,10 +70,20 @@ def test_second_request_skips_the_cached_prefix_and_keeps_its_tokens(model):
     # the first prompt is prefilled whole; the second one only after the 40 shared columns
     assert on.prefill_tokens == 46 + 6 and on.prefix_cache.hits == 1 and on.prefix_cache.reused_tokens == 40
     assert len(on.prefix_cache) == 1  # one entry: the voice's 40 columns, shared by both requests
-    # a request kept whole (``keep``): the same prompt again reuses everything but the last position
-    run(on, prompts[1], keep=True)
+    # a prompt that is a whole entry: only its last position is computed again (its logits start generation)
+    run(on, voice, tags=("voice-a",), prefix_len=40)
+    assert on.prefill_tokens == 46 + 6 + 1
+
+
+def test_only_whole_entries_are_reused(model):
+    """A prompt that shares only a fragment of an entry (e.g. a chat template) is prefilled in full, so what
+    a request computes does not depend on unrelated requests that ran before it."""
+    on = Engine(model, 1, cache_len=128, prefix_cache_mb=4)
+    entry = grid(30, 30)
+    run(on, entry, tags=("A",), prefix_len=30)
     before = on.prefill_tokens
-    assert torch.equal(run(on, prompts[1]), expected[1]) and on.prefill_tokens == before + 1
+    run(on, torch.cat([entry[:, :20], grid(10, 31)], 1))
+    assert on.prefill_tokens - before == 30 and on.prefix_cache.hits == 0
 
 
 def test_kept_request_continues_as_the_next_prefix(model):
@@ -108,14 +118,15 @@ def test_bound_lru_and_forget(model):
     assert not off.enabled and off.restore(model, 0, a) == 0
 
 
-def test_extending_entry_supersedes_its_prefix(model):
+def test_continuation_supersedes_its_earlier_segment_not_a_voice(model):
     on = Engine(model, 1, cache_len=128, prefix_cache_mb=4)
-    a = grid(20, 20)
-    run(on, a, n=2, tags=("A",), prefix_len=20)
-    run(on, torch.cat([a, grid(10, 21)], 1), n=2, tags=("B",), prefix_len=30)
-    assert len(on.prefix_cache) == 1
-    (entry,) = on.prefix_cache._entries.values()
-    assert entry.tokens.size(1) == 30 and entry.tags == {"A", "B"}
+    voice = grid(20, 20)
+    p1 = torch.cat([voice, grid(5, 21)], 1)
+    cols1 = run(on, p1, n=4, tags=("A",), prefix_len=20, keep=True)
+    assert len(on.prefix_cache) == 2  # the voice, and the request so far
+    p2 = torch.cat([p1, cols1[:, :-1], grid(5, 22)], 1)
+    run(on, p2, n=4, tags=("A",), prefix_len=20, keep=True)
+    assert sorted(e.tokens.size(1) for e in on.prefix_cache._entries.values()) == [20, p2.size(1) + 3]
 
 
 def test_auto_limit_is_positive():

@@ -298,7 +298,8 @@ class Engine:
         if stop or len(req.columns) >= req.budget:
             cols = torch.cat(req.columns, dim=1)
             if req.keep:  # the fed columns (all but the last) sit in the slot after the prompt
-                self.prefix_cache.store(self.model, req.slot, torch.cat([req.prompt, cols[:, :-1]], dim=1), req.tags)
+                self.prefix_cache.store(self.model, req.slot, torch.cat([req.prompt, cols[:, :-1]], dim=1), req.tags,
+                                        continuation=True)
             self.active.remove(req)
             req.future.set_result(cols)
 

@@ -2,10 +2,12 @@
 
 Entries hold the slow transformer's keys/values of a token grid (1 + NC, T) — a saved voice's reference
 prompt, or a request's prompt plus the columns it generated (the next text segment of that request
-starts with them). A new prompt reuses the longest common prefix with any entry (radix-style match by
-token ids: keys/values at position p depend on the tokens 0..p only). Shared by every request of the
-engine, bounded by ``prefix_cache_mb`` with least-recently-used eviction; entries are tagged with the
-``Reference.key`` values they came from so a changed or deleted voice drops them (:meth:`forget`).
+starts with them). A new prompt reuses the longest entry that is a whole prefix of it (matched by token
+ids: keys/values at position p depend on the tokens 0..p only). Only whole entries are reused, never a
+shared fragment such as the chat template two unrelated texts begin with, so what a request reuses does
+not depend on which other requests ran before it. Shared by every request of the engine, bounded by
+``prefix_cache_mb`` with least-recently-used eviction; entries are tagged with the ``Reference.key``
+values they came from so a changed or deleted voice drops them (:meth:`forget`).
 
 What the cache may change: a reused position's keys/values were computed in another matrix product
 (a longer prefill, or a batched decode step), so they can differ from a fresh prefill in the last bit;
@@ -26,7 +28,7 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-MIN_REUSE = 8  # shorter common prefixes are prefilled again (copying them costs about as much)
+MIN_REUSE = 8  # shorter entries are prefilled again (copying them costs about as much)
 
 
 def auto_limit_mb(device: torch.device) -> float:
@@ -50,7 +52,7 @@ class Entry:
     kv: list[tuple[Tensor, Tensor]]  # per slow layer (H, T, D)
     tags: set[str]
     nbytes: int
-
+    continuation: bool = False  # a request's prompt + columns: superseded by its own next segment
 
 def common_prefix(a: Tensor, b: Tensor) -> int:
     """Number of leading columns two (1 + NC, T) token grids share."""
@@ -78,12 +80,12 @@ class PrefixCache:
         return len(self._entries)
 
     def match(self, prompt: Tensor) -> tuple[Entry | None, int]:
-        """The entry sharing the longest prefix with ``prompt`` (1 + NC, T) and that length."""
+        """The longest entry that is a whole prefix of ``prompt`` (1 + NC, T), and its length."""
         best, best_len = None, 0
         with self._lock:
             for key, e in self._entries.items():
-                n = common_prefix(e.tokens, prompt.to(e.tokens.device))
-                if n > best_len:
+                n = e.tokens.size(1)
+                if best_len < n <= prompt.size(1) and common_prefix(e.tokens, prompt.to(e.tokens.device)) == n:
                     best, best_len = (key, e), n
             if best is None or best_len < MIN_REUSE:
                 return None, 0
@@ -102,8 +104,12 @@ class PrefixCache:
         self.reused_tokens += n
         return n
 
-    def store(self, model, slot: int, tokens: Tensor, tags) -> None:
-        """Keep the keys/values of ``tokens`` (1 + NC, T), which ``slot`` holds at positions 0..T-1."""
+    def store(self, model, slot: int, tokens: Tensor, tags, continuation: bool = False) -> None:
+        """Keep the keys/values of ``tokens`` (1 + NC, T), which ``slot`` holds at positions 0..T-1.
+
+        ``continuation``: a request's prompt + generated columns (its next segment extends them and
+        then replaces this entry); otherwise a shared prefix such as a voice's prompt, kept until evicted.
+        """
         if not self.enabled:
             return
         t = tokens.size(1)
@@ -114,12 +120,11 @@ class PrefixCache:
         with self._lock:
             for key, e in list(self._entries.items()):
                 n = common_prefix(e.tokens, tokens)
-                if n == t:  # already held (by this or a longer entry)
+                if n == t == e.tokens.size(1):  # already held
                     e.tags |= set(tags)
                     self._entries.move_to_end(key)
                     return
-                if n == e.tokens.size(1):  # an entry this one extends: superseded
-                    tags = set(tags) | e.tags
+                if e.continuation and n == e.tokens.size(1):  # the same request's earlier segment: superseded
                     self._drop(key)
         kv = model.read_slot(slot, t)  # copies, outside the lock
         with self._lock:
@@ -127,7 +132,7 @@ class PrefixCache:
                 oldest = next(iter(self._entries))  # least recently used
                 log.debug("prefix cache: evicting %d columns", self._entries[oldest].tokens.size(1))
                 self._drop(oldest)
-            self._entries[self._next] = Entry(tokens.clone(), kv, set(tags), nbytes)
+            self._entries[self._next] = Entry(tokens.clone(), kv, set(tags), nbytes, continuation)
             self._next += 1
             self.nbytes += nbytes
 
