@@ -184,8 +184,11 @@ def segments_benchmark(tts, ref_path, args) -> None:
         progress=False)]
     wall = time.perf_counter() - t0
     first = rows[0][1] / rows[0][2]
+    engine = tts.generator.engine
     print(json.dumps(dict(segments=rows, wall_s=wall, threads=torch.get_num_threads(), quantize=args.quantize,
-                          prefix_cache_mb=tts.generator.engine.prefix_cache.limit / 2**20)), flush=True)
+                          prefix_cache_mb=engine.prefix_cache.limit / 2**20, prefix_hits=engine.prefix_cache.hits,
+                          prefilled_tokens=engine.prefill_tokens, reused_tokens=engine.prefix_cache.reused_tokens)),
+          flush=True)
     print("| segment | tokens | seconds | tokens/s | × first |\n|---|---|---|---|---|")
     for i, n, sec in rows:
         print(f"| {i} | {n} | {sec:.2f} | {n / sec:.1f} | {n / sec / first:.2f} |")
