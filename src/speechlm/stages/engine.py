@@ -125,8 +125,8 @@ class Engine:
         """Queue one request; the future's result is the (1 + NC, N) int64 columns (stop column included).
 
         ``max_new_tokens = 0`` means up to ``cache_len`` (the budget is clamped there). ``on_column(i,
-        column)`` gets every column (1 + NC, 1) on the engine thread (keep it cheap); it may raise (the
-        request then fails with that error, the others go on). ``tags``: Reference keys of the prompt
+        column)`` gets every column (1 + NC, 1) as a CPU tensor, on the engine thread (keep it cheap); it
+        may raise (the request then fails with that error, the others go on). ``tags``: Reference keys of the prompt
         (see :meth:`PrefixCache.forget`); ``prefix_len``: cache the first columns of the prompt on admission
         (the part other requests share, e.g. a voice's reference prompt); ``keep``: cache the KV of prompt +
         columns when done (the next segment of the request starts with them).
@@ -251,7 +251,7 @@ class Engine:
         req.history = torch.zeros(first.size(0), max(req.budget, REP_WINDOW), dtype=torch.long, device=first.device)
         req.pos = t
         req.columns.append(first)
-        self._after_column(req, first, prefill=True)
+        self._after_column(req, first.cpu(), prefill=True)
 
     def _decode(self) -> None:
         """One batched step: every active row feeds its last column and samples the next one."""
@@ -276,15 +276,16 @@ class Engine:
         self.steps_run += 1
         self.max_rows_seen = max(self.max_rows_seen, len(self.active))
         self.batch_sizes.append(len(self.active))
+        host = cols.cpu()  # one device sync per step for every row's callbacks and stop rule
         for r in list(self.active):
             c = cols[r.slot, :, None]
             r.history[:, r.steps:r.steps + 1] = c
             r.columns.append(c)
             r.pos += 1
-            self._after_column(r, c)
+            self._after_column(r, host[r.slot, :, None])
 
     def _after_column(self, req: Request, col: Tensor, prefill: bool = False) -> None:
-        """Callbacks and stop rules after a new column; a request that ends leaves the batch."""
+        """Callbacks and stop rules after a new column (``col``: its host copy); a request that ends leaves."""
         try:
             if req.on_column is not None:
                 req.on_column(len(req.columns) - 1, col)
