@@ -231,7 +231,7 @@ def test_naive_model_runs_batched():
         assert torch.equal(f.result(), s)
 
 
-# ~150 s on 2 busy cores (load average 7): two buckets compiled with torch.compile on CPU
+# measured 160 s with a cold inductor cache on 2 busy cores (load average 7; 5 s warm): two buckets compiled on CPU
 @pytest.mark.slow
 def test_compiled_batch_equals_eager_alone(model):
     """Compiled (static shapes, padded buckets 1 and 2): greedy traces of mixed lengths equal eager alone."""
