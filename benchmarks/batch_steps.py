@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Continuous batching at the step level: aggregate tokens/s of :class:`BatchEngine` with B rows vs the
-single-request path (random weights, no HTTP, no decoder; stop rule off).
+"""Continuous batching at the step level: aggregate tokens/s of the :class:`Engine` with B concurrent
+requests vs one request (a batch of one), eager or ``--compile`` (padded buckets); random weights, no
+HTTP, no decoder, stop rule off.
 
     .venv/bin/python benchmarks/batch_steps.py --preset dual_ar_2_codebook_medium --quantize int8 --rows 1,2,4
 """
@@ -19,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import random_model  # noqa: E402
-from speechlm.stages.batching import BatchEngine  # noqa: E402
+from speechlm.stages.engine import Engine  # noqa: E402
+from speechlm.stages.sampling import SamplingParams  # noqa: E402
 from speechlm.stages.token_loop import generate_columns  # noqa: E402
 
 PARAMS = dict(temperature=0.7, top_p=0.7, repetition_penalty=1.5)
@@ -39,9 +41,14 @@ def single(model, tokens: int, t: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def batched(model, rows: int, tokens: int, t: int, cache_len: int) -> float:
-    engine = BatchEngine(model, rows, cache_len=cache_len)
-    futures = [engine.submit(prompt(t + 3 * i, i), tokens, seed=i, ignore_stop=True, **NEVER, **PARAMS)
+def batched(model, rows: int, tokens: int, t: int, cache_len: int, compile: bool = False) -> float:
+    engine = Engine(model, rows, cache_len=cache_len, compile=compile)
+    if compile:  # compile this bucket first (not timed)
+        for i in range(rows):
+            engine.submit(prompt(t, i), 3, params=SamplingParams.make(**PARAMS), ignore_stop=True, **NEVER)
+        engine.run_until_idle()
+    futures = [engine.submit(prompt(t + 3 * i, i), tokens, params=SamplingParams.make(**PARAMS),
+                             generator=torch.Generator().manual_seed(i), ignore_stop=True, **NEVER)
                for i in range(rows)]
     start = time.perf_counter()
     engine.run_until_idle()
@@ -56,6 +63,7 @@ def main() -> None:
     ap.add_argument("--rows", default="1,2,4")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--prompt", type=int, default=64, help="prompt columns (each row a few more)")
+    ap.add_argument("--compile", action="store_true", help="compiled step (static shapes, padded buckets)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     model = random_model(args.preset, torch.float32, 2048, quantize=args.quantize)
@@ -63,11 +71,11 @@ def main() -> None:
     cache_len = args.prompt + 64 + args.tokens
     single(model, 4, args.prompt)  # warm-up
     base = single(model, args.tokens, args.prompt)
-    rows = {"single path": base}
+    rows = {"one request": base}
     for b in [int(r) for r in args.rows.split(",")]:
-        rows[f"engine, {b} row(s)"] = batched(model, b, args.tokens, args.prompt, cache_len)
+        rows[f"engine, {b} request(s)"] = batched(model, b, args.tokens, args.prompt, cache_len, args.compile)
         print(json.dumps({k: round(v, 2) for k, v in rows.items()}), file=sys.stderr, flush=True)
-    print(f"| {args.preset} {args.quantize or 'fp32'} | tokens/s (all rows) | × single path |\n|---|---|---|")
+    print(f"| {args.preset} {args.quantize or 'fp32'} | tokens/s (all rows) | × one request |\n|---|---|---|")
     for name, tps in rows.items():
         print(f"| {name} | {tps:.1f} | {tps / base:.2f} |")
 

@@ -3,7 +3,10 @@
 
 Sections (each prints one line per result, or ``SKIP``/``FAIL`` with the reason, and never stops the rest):
 ``parity``  the tiny fixtures on the device: fp32 (TF32 off) at 1e-3, bf16 and the original's bf16 int8 at 5e-2;
-``decode``  medium decode tokens/s with random weights: eager, compiled (CUDA graphs on CUDA), int8, int4;
+``decode``  medium decode tokens/s with random weights at batch 1: eager, compiled (CUDA graphs), int8, int4;
+``batch``   aggregate tokens/s of the engine with 8 and 32 concurrent requests (compiled: padded buckets);
+``reference`` with ``--reference DIR``: the original v1.1.2 decode compiled as its ``generate.py`` does
+            (``reduce-overhead``, ``fullgraph``, its inductor flags) beside ours compiled, same weights;
 ``vocoders`` VITS and Firefly real-time factor at the official sizes (random weights), peak GPU memory.
 
     python benchmarks/device_check.py --sections parity,decode,vocoders [--device cuda] [--tokens 200]
@@ -75,12 +78,13 @@ def parity(device, args):
         print(f"{'PASS' if err <= tol else 'FAIL'} {name}: max |logits - golden| = {err:.2e} (tolerance {tol:g})")
 
 
-def _decode_rate(model, prompt, tokens, step, repeats=2):
+def _decode_rate(model, prompt, tokens, compile, repeats=2):
+    """Tokens/s of one request through the engine (prefill excluded)."""
     from speechlm.stages.token_loop import generate_columns
 
     p = {k: torch.tensor(v, device=prompt.device) for k, v in dict(temperature=0.7, top_p=0.7,
                                                                      repetition_penalty=1.5).items()}
-    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, **p)
+    kw = dict(eos_id=1, im_end_id=4, compile=compile, ignore_stop=True, **p)
     best = 0.0
     for _ in range(repeats):
         _sync(prompt.device)
@@ -99,8 +103,6 @@ def _decode_rate(model, prompt, tokens, step, repeats=2):
 def decode(device, args):
     from generate import prompt_grid, random_model
     from speechlm.models.text2semantic.quantize import quantize_int4, to_int8_model
-    from speechlm.stages.token_loop import compiled_decode_step, default_decode_step
-
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     for mode in args.modes.split(","):
         try:
@@ -113,9 +115,10 @@ def decode(device, args):
                 quantize_int4(model, 128)
             prompt = prompt_grid(model, 215).to(device)
             t0 = time.perf_counter()
-            step = compiled_decode_step(model) if mode != "eager" else default_decode_step(model)
-            if mode != "eager":
-                _decode_rate(model, prompt, 4, step, 1)  # compile + warm-up (CUDA graph capture)
+            step = mode != "eager"  # int8 / int4 run compiled too
+            if step:
+                # compile + warm-up at the timed cache size (CUDA graph capture; a larger cache recompiles)
+                _decode_rate(model, prompt, args.tokens, step, 1)
             warm = time.perf_counter() - t0
             rate = _decode_rate(model, prompt, args.tokens, step)
             mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
@@ -124,6 +127,100 @@ def decode(device, args):
             del model
         except Exception as e:
             print(f"FAIL decode {mode}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+
+
+@section("batch (concurrent requests through one engine)")
+def batch(device, args):
+    from generate import prompt_grid, random_model
+    from speechlm.stages.engine import Engine
+    from speechlm.stages.sampling import SamplingParams
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = random_model(args.preset, torch.float32, 2048).to(device=device, dtype=dtype)
+    prompt = prompt_grid(model, 215).to(device)
+    compile = device.type == "cuda"
+    params = SamplingParams.make(0.7, 0.7, 1.5, device)
+    for rows in [int(r) for r in args.rows.split(",")]:
+        engine = Engine(model, rows, compile=compile, cache_len=prompt.size(1) + args.tokens + 8)
+
+        def run(n):
+            futures = [engine.submit(prompt, n, params=params, eos_id=-1, im_end_id=-1, ignore_stop=True)
+                       for _ in range(rows)]
+            engine.run_until_idle()
+            return sum(f.result().size(1) for f in futures)
+
+        t0 = time.perf_counter()
+        run(4)  # compile / capture this bucket and the smaller ones it passes through as rows leave
+        warm = time.perf_counter() - t0
+        _sync(device)
+        t0 = time.perf_counter()
+        n = run(args.tokens)
+        _sync(device)
+        wall = time.perf_counter() - t0
+        print(f"{args.preset} {str(dtype).replace('torch.', '')} {'compiled' if compile else 'eager'} "
+              f"{rows:3d} concurrent: {n / wall:8.1f} tokens/s in all ({n / wall / rows:.1f} per request; "
+              f"prefill included; warm-up {warm:.0f} s)", flush=True)
+
+
+@section("reference v1.1.2 compiled beside ours (same weights)")
+def reference(device, args):
+    if not args.reference:
+        print("SKIP reference: pass --reference DIR (a fish-speech v1.1.2 checkout)")
+        return
+    from generate import prompt_grid, random_model
+    from reference_v112 import load_reference, reference_model
+    from speechlm.config import compose_preset
+
+    ref = load_reference(args.reference)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    base = random_model(args.preset, torch.float32, 2048)
+    sd = {k: v.contiguous() for k, v in base.state_dict().items()}
+    cfg = compose_preset("text2semantic", args.preset, ["config.max_seq_len=2048"])
+    config = {k: v for k, v in dict(cfg.config).items() if k != "_target_"}
+    theirs = reference_model(ref, config, sd, "fp32").to(device=device, dtype=dtype)
+    ours = base.to(device=device, dtype=dtype)
+    prompt = prompt_grid(ours, 215).to(device)
+    inductor = torch._inductor.config
+    # what its generate.py sets at import (restored afterwards)
+    flags = {(inductor, "coordinate_descent_tuning"): True, (inductor, "fx_graph_cache"): True,
+             (inductor.triton, "unique_kernel_names"): True}
+    saved = {key: getattr(*key) for key in flags}
+    for (obj, name), v in flags.items():
+        setattr(obj, name, v)
+    try:
+        step = torch.compile(ref.generate.decode_one_token_ar, mode="reduce-overhead", fullgraph=True)
+        p = {k: torch.tensor(v, device=device) for k, v in dict(temperature=0.7, top_p=0.7,
+                                                                  repetition_penalty=1.5).items()}
+
+        def theirs_run(n):
+            seq = ref.generate.generate(model=theirs, prompt=prompt, max_new_tokens=n, eos_token_id=-1, im_end_id=-1,
+                                        decode_one_token=step, **p)
+            return seq.size(1) - prompt.size(1)
+
+        rates = {}
+        for name, run in [("v1.1.2 compiled", theirs_run), ("speechlm compiled", None)]:
+            if run is None:
+                _decode_rate(ours, prompt, args.tokens, True, 1)  # compile + capture
+                rates[name] = _decode_rate(ours, prompt, args.tokens, True)
+                continue
+            run(2), run(args.tokens + 2)  # compile + capture both cache sizes (its caches are sized per call)
+            best = 0.0
+            for _ in range(2):
+                _sync(device)
+                t0 = time.perf_counter()
+                run(2)
+                _sync(device)
+                t1 = time.perf_counter()
+                n = run(args.tokens + 2)
+                _sync(device)
+                best = max(best, (n - 2) / max(time.perf_counter() - t1 - (t1 - t0), 1e-9))
+            rates[name] = best
+    finally:
+        for (obj, name), v in saved.items():
+            setattr(obj, name, v)
+    for name, rate in rates.items():
+        print(f"{args.preset} {str(dtype).replace('torch.', '')} batch 1 {name}: {rate:7.1f} tokens/s")
+    print(f"ratio speechlm / v1.1.2: {rates['speechlm compiled'] / max(rates['v1.1.2 compiled'], 1e-9):.2f}x")
 
 
 @section("vocoders (official sizes, random weights)")
@@ -158,7 +255,9 @@ def vocoders(device, args):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--sections", default="parity,decode,vocoders")
+    ap.add_argument("--sections", default="parity,decode,batch,vocoders")
+    ap.add_argument("--rows", default="8,32", help="batch: concurrent requests")
+    ap.add_argument("--reference", default=None, help="reference: a fish-speech v1.1.2 checkout")
     ap.add_argument("--preset", default="dual_ar_2_codebook_medium")
     ap.add_argument("--modes", default="eager,compiled,int8,int4")
     ap.add_argument("--tokens", type=int, default=200)
@@ -170,7 +269,8 @@ def main() -> None:
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'no CUDA'}), "
           f"torch {torch.__version__}")
     for name in args.sections.split(","):
-        {"parity": parity, "decode": decode, "vocoders": vocoders}[name](device, args)
+        {"parity": parity, "decode": decode, "batch": batch, "reference": reference,
+         "vocoders": vocoders}[name](device, args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ at the official sizes (text2semantic ``dual_ar_2_codebook_medium``, VQGAN + Fire
 ``--workdir`` once. Prints RTF (wall seconds per second of audio), generation tokens/s, time to first
 audio (``TTS.stream``: first chunk) and peak RSS, as one JSON line and a Markdown row.
 
+Also measured: time to first audio for a *saved voice* (the reference encoded once, then two requests:
+the first prefills its prompt, the second finds it in the prefix KV cache), and ``--segments N``: a text
+of N sentences, one segment each, with every later segment's tokens/s against the first's (earlier
+segments come from the prefix cache instead of being prefilled again).
+
     .venv/bin/python benchmarks/e2e.py --size official --quantize int8 --decoder vits
+    .venv/bin/python benchmarks/e2e.py --size official --quantize int8 --segments 7 --max-new-tokens 40
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ def build(args):
         overrides = [f"model/{slot}={name}" for slot, name in OFFICIAL.items()]
         overrides += [f"checkpoints.{slot}={quote(str(p))}" for slot, p in paths.items()]
         overrides += [f"cache_dir={quote(str(args.workdir / 'cache'))}"]
+    if args.prefix_cache_mb is not None:
+        overrides += [f"prefix_cache_mb={args.prefix_cache_mb}"]
     cfg = compose("infer", ["task=tts", "text=hello", f"decoder={args.decoder}", f"compile={args.compile}",
                            f"device={args.device}"] + overrides
                   + ([f"quantize={args.quantize}"] if args.quantize else []))
@@ -100,6 +108,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--stream-chunk-tokens", type=int, default=22,
                     help="columns per streamed chunk; time to first audio = prefill + this many columns + decode")
+    ap.add_argument("--prefix-cache-mb", type=float, default=None, help="0 = off; default: the config's (auto)")
+    ap.add_argument("--segments", type=int, default=0, help="N > 0: the N-segment benchmark instead")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -114,6 +124,8 @@ def main() -> None:
     tts, load_s = build(args)
     ref = save_audio(args.workdir / f"reference-{args.reference_seconds:g}s.wav",
                      speechlike(args.reference_seconds).numpy(), SR)
+    if args.segments:
+        return segments_benchmark(tts, ref, args)
     kw = dict(reference_audio=str(ref), reference_text="a reference sentence read aloud for the voice", seed=0,
               max_new_tokens=args.max_new_tokens, stream_chunk_tokens=args.stream_chunk_tokens)
     t0 = time.perf_counter()
@@ -125,19 +137,61 @@ def main() -> None:
         tokens += chunk.tokens
     wall = time.perf_counter() - t0
     audio_s = samples / tts.sample_rate
+    saved = saved_voice_ttfa(tts, ref, args)
     row = dict(size=args.size, quantize=args.quantize, decoder=args.decoder, compile=args.compile,
                threads=torch.get_num_threads(), load_s=load_s, reference_s=args.reference_seconds,
                text_chars=len(args.text), tokens=tokens, audio_s=audio_s, wall_s=wall,
                rtf=wall / max(audio_s, 1e-9), tokens_per_s=tokens / max(wall, 1e-9), first_audio_s=first,
-               stream_chunk_tokens=args.stream_chunk_tokens,
+               stream_chunk_tokens=args.stream_chunk_tokens, saved_voice_first_audio_s=saved,
                peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     print(json.dumps(row), flush=True)
     print("| size | quantize | decoder | tokens | audio s | wall s | RTF | tokens/s (whole path) | TTFA s | "
-          "peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|")
+          "saved voice TTFA s (cold / cached) | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.size} | {args.quantize or 'fp32'} | {args.decoder} | {tokens} | {audio_s:.2f} | {wall:.2f} | "
-          f"{row['rtf']:.2f} | {row['tokens_per_s']:.1f} | {first:.2f} | {row['peak_rss_GB']:.2f} |")
+          f"{row['rtf']:.2f} | {row['tokens_per_s']:.1f} | {first:.2f} | {saved[0]:.2f} / {saved[1]:.2f} | "
+          f"{row['peak_rss_GB']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(row, indent=1))
+
+
+def first_audio(tts, text: str, **kw) -> float:
+    """Seconds until ``TTS.stream`` yields its first chunk (the rest is drained, untimed)."""
+    t0 = time.perf_counter()
+    chunks = tts.stream(text, **kw)
+    next(chunks)
+    seconds = time.perf_counter() - t0
+    for _ in chunks:
+        pass
+    return seconds
+
+
+def saved_voice_ttfa(tts, ref_path, args) -> tuple[float, float]:
+    """Time to first audio of a saved voice (encoded once): its first request, then a second one (cached)."""
+    voice = tts.encode_reference(str(ref_path), "a saved voice reading its reference sentence")
+    kw = dict(reference=voice, seed=1, max_new_tokens=args.stream_chunk_tokens + 4,
+              stream_chunk_tokens=args.stream_chunk_tokens)
+    return first_audio(tts, "Good morning.", **kw), first_audio(tts, "Good evening to you.", **kw)
+
+
+def segments_benchmark(tts, ref_path, args) -> None:
+    """N one-sentence segments with a reference: each segment's tokens/s (prefill included) vs the first."""
+    voice = tts.encode_reference(str(ref_path), "a reference sentence read aloud for the voice")
+    text = " ".join(f"Sentence number {i + 1} is spoken here." for i in range(args.segments))
+    prompts, _ = tts._prompts([voice])
+    t0 = time.perf_counter()
+    rows = [(s.index + 1, s.num_tokens, s.seconds) for s in tts.generator.generate(
+        text, **prompts, params=tts.defaults.replace(seed=0, chunk_length=50, max_new_tokens=args.max_new_tokens),
+        progress=False)]
+    wall = time.perf_counter() - t0
+    first = rows[0][1] / rows[0][2]
+    engine = tts.generator.engine
+    print(json.dumps(dict(segments=rows, wall_s=wall, threads=torch.get_num_threads(), quantize=args.quantize,
+                          prefix_cache_mb=engine.prefix_cache.limit / 2**20, prefix_hits=engine.prefix_cache.hits,
+                          prefilled_tokens=engine.prefill_tokens, reused_tokens=engine.prefix_cache.reused_tokens)),
+          flush=True)
+    print("| segment | tokens | seconds | tokens/s | × first |\n|---|---|---|---|---|")
+    for i, n, sec in rows:
+        print(f"| {i} | {n} | {sec:.2f} | {n / sec:.1f} | {n / sec / first:.2f} |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from speechlm.config import compose_preset  # noqa: E402
-from speechlm.stages.token_loop import compiled_decode_step, default_decode_step, generate_columns  # noqa: E402
+from speechlm.stages.token_loop import generate_columns  # noqa: E402
 from speechlm.models.text2semantic.loading import build_text2semantic  # noqa: E402
 from speechlm.models.text2semantic.quantize import quantize_int4, to_int8_model  # noqa: E402
 from speechlm.text.prompt import encode_prompt  # noqa: E402
@@ -106,10 +106,10 @@ def prompt_grid(model, frames: int) -> torch.Tensor:
     return torch.cat([a, b], dim=1)
 
 
-def measure_decode(model, prompt, tokens: int, step, repeats: int, threads: int | None) -> float:
-    """Decode tokens/s (prefill excluded): time of N + 1 columns minus time of 1 column."""
+def measure_decode(model, prompt, tokens: int, compile: bool, repeats: int, threads: int | None) -> float:
+    """Decode tokens/s of the engine at batch 1 (prefill excluded): time of N + 1 columns minus time of 1."""
     p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=0.7, repetition_penalty=1.5).items()}
-    kw = dict(eos_id=1, im_end_id=4, decode_step=step, ignore_stop=True, decode_threads=threads, **p)
+    kw = dict(eos_id=1, im_end_id=4, compile=compile, ignore_stop=True, decode_threads=threads, **p)
     one = best_time(lambda: generate_columns(model, prompt, 1, **kw), repeats)
     full = best_time(lambda: generate_columns(model, prompt, tokens + 1, **kw), repeats)
     return tokens / max(full - one, 1e-9)
@@ -216,9 +216,7 @@ def main() -> None:
                    bandwidth_GBps=bw / 1e9, bound_tok_s=bound, prompt_tokens=t, prefill_s=pre,
                    prefill_GFLOPs=pre_flops / 1e9, matmul_GFLOPs=flops_bound / 1e9,
                    prefill_frac=pre_flops / flops_bound if name == "fp32" else None)
-        modes = [("eager", default_decode_step(model))]
-        if not args.no_compile:
-            modes.append(("compiled", compiled_decode_step(model)))
+        modes = [("eager", False)] + ([] if args.no_compile else [("compiled", True)])
         for mode, step in modes:
             if mode == "compiled":
                 t0 = time.perf_counter()

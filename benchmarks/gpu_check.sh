@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 8 min on a bare H100/H200): parity on CUDA (bf16 tolerances), medium decode
-# tokens/s eager / compiled (CUDA graphs) / int8 / int4, task=tts RTF + time to first audio, VITS and
-# Firefly RTF, peak GPU memory. Without CUDA it runs the same steps on CPU at small sizes (a dry run)
+# One prepared GPU check (< 10 min on a bare H100/H200): parity on CUDA (bf16 tolerances), medium bf16
+# decode tokens/s at batch 1 eager / compiled (CUDA graphs) / int8 / int4, aggregate tokens/s of the
+# engine at 8 and 32 concurrent requests (compiled, padded buckets), task=tts RTF + time to first audio
+# (a fresh reference and a saved voice, whose prompt comes from the prefix cache), VITS and Firefly RTF,
+# peak GPU memory; with --reference DIR the original v1.1.2 decode compiled as its generate.py does,
+# beside ours on the same weights. Without CUDA it runs the same steps on CPU at small sizes (a dry run)
 # and says so; a step that fails prints FAIL and the rest still run.
 #
-#   bash benchmarks/gpu_check.sh            # PYTHON=... to choose the interpreter, OUT=dir for the log
+#   bash benchmarks/gpu_check.sh [--reference DIR]   # PYTHON=... the interpreter, OUT=dir for the log
 set -u
+REFERENCE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reference) REFERENCE="$(cd "$2" && pwd)"; shift 2 ;;
+    *) echo "usage: gpu_check.sh [--reference DIR]" >&2; exit 2 ;;
+  esac
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
 LOG="${OUT:-/tmp}/gpu_check.log"
@@ -24,9 +34,10 @@ step() {  # step <seconds> <title> <command...>
   echo "gpu_check on $(hostname) $(date -u +%FT%TZ)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"
   if "$PY" -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    DEV=cuda; TOKENS=200; SIZE=official; MODES=eager,compiled,int8,int4
+    DEV=cuda; TOKENS=200; SIZE=official; MODES=eager,compiled,int8,int4; PRESET=dual_ar_2_codebook_medium
+    ROWS=8,32
   else
-    DEV=cpu; TOKENS=8; SIZE=tiny; MODES=eager,int8
+    DEV=cpu; TOKENS=8; SIZE=tiny; MODES=eager,int8; PRESET=tiny; ROWS=2,4
     echo "NO CUDA: dry run on CPU (small sizes; the numbers are not GPU numbers)"
   fi
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
@@ -40,7 +51,13 @@ step() {  # step <seconds> <title> <command...>
     step 240 "decode tiny on cpu: $MODES" "$PY" benchmarks/device_check.py --device cpu --sections decode \
       --preset tiny --modes $MODES --tokens $TOKENS
   fi
-  step 150 "task=tts ($SIZE, VITS) RTF + time to first audio" "$PY" benchmarks/e2e.py --device $DEV --size $SIZE \
+  step 240 "engine: aggregate tokens/s at $ROWS concurrent requests ($PRESET)" "$PY" benchmarks/device_check.py \
+    --device $DEV --sections batch --preset $PRESET --rows $ROWS --tokens $TOKENS
+  if [ -n "$REFERENCE" ]; then
+    step 240 "v1.1.2 compiled beside ours ($PRESET, batch 1)" "$PY" benchmarks/device_check.py --device $DEV \
+      --sections reference --preset $PRESET --tokens $TOKENS --reference "$REFERENCE"
+  fi
+  step 150 "task=tts ($SIZE, VITS) RTF + time to first audio (fresh reference; saved voice cold / cached)" "$PY" benchmarks/e2e.py --device $DEV --size $SIZE \
     --max-new-tokens 150
   [ $DEV = cuda ] && step 90 "task=tts ($SIZE, int8, VITS)" "$PY" benchmarks/e2e.py --device $DEV --size $SIZE \
     --quantize int8 --max-new-tokens 150

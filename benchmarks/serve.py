@@ -74,10 +74,9 @@ def pipeline_config(args, tmp: str):
 
 def without_stop_rule() -> None:
     """Random weights emit EOS at random steps: every segment then generates ``max_new_tokens`` columns."""
-    import speechlm.stages.batching as batching
     import speechlm.stages.token_loop as token_loop
 
-    token_loop._is_stop = batching._is_stop = lambda *a, **k: False
+    token_loop._is_stop = lambda *a, **k: False
 
 
 @contextlib.contextmanager
@@ -190,6 +189,10 @@ def main() -> None:
               f"| {r['tokens_per_s'] / single:.2f} | {r['ttfa_median_s']:.2f} | {r['ttfa_p95_s']:.2f} "
               f"| {r['latency_median_s']:.2f} | {r['latency_p95_s']:.2f} | {r['rtf_median']:.2f} "
               f"| {r['audio_s_per_s']:.2f} |")
+    if not args.url:  # server, models, caches and clients all live in this process
+        import resource
+
+        print(f"peak RSS of the local server process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -147,13 +147,13 @@ def test_compiled_step_matches_eager_and_does_not_recompile(tmp_path):
     p = {k: torch.tensor(v) for k, v in dict(temperature=0.7, top_p=1e-4, repetition_penalty=1.3).items()}
     kw = dict(eos_id=1, im_end_id=4, **p)
     a = generate_columns(eager.model, prompt, 24, **kw)
-    b = generate_columns(compiled.model, prompt, 24, decode_step=compiled.decode_step, **kw)
+    b = generate_columns(compiled.model, prompt, 24, compile=True, **kw)
     assert torch.equal(a, b)
     import torch._dynamo.utils as du
 
     before = du.counters["stats"]["unique_graphs"]
     p2 = {k: torch.tensor(v) for k, v in dict(temperature=0.3, top_p=0.5, repetition_penalty=1.1).items()}
-    generate_columns(compiled.model, prompt, 24, decode_step=compiled.decode_step, eos_id=1, im_end_id=4, **p2)
+    generate_columns(compiled.model, prompt, 24, compile=True, eos_id=1, im_end_id=4, **p2)
     assert du.counters["stats"]["unique_graphs"] == before  # new parameter values: no recompilation
 
 

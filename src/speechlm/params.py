@@ -112,6 +112,10 @@ LIMITS: dict[str, Param] = {p.name: p for p in [
     Param("max_text_length", "int", 10000, "characters of text; longer input is refused (0 = no limit)", 0, None),
     Param("max_reference_seconds", "float", 90.0, "reference audio longer than this is refused", 0.0, None),
     Param("cache_dir", "str", None, "encoded-reference cache (null: ~/.cache/speechlm)", nullable=True),
+    Param("max_batch_size", "int", 1, "text2semantic requests whose per-token steps run batched together "
+          "(concurrent callers of one pipeline; 1 = one at a time)", 1, 1024),
+    Param("prefix_cache_mb", "float", None, "prefix KV cache bound in MiB: reference prompts and earlier "
+          "segments are not prefilled again (0 = off; null = sized for the device)", 0.0, None, nullable=True),
 ]}
 
 # Which parameters each ``params/<group>`` config group holds; a task composes only the groups it uses,

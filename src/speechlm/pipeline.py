@@ -88,8 +88,9 @@ class TTS:
         return tts
 
     def share(self) -> "TTS":
-        """Another pipeline object over the same loaded stages, with its own lock (batched serving: job threads
-        that run concurrently and meet in the text2semantic stage's shared batch engine)."""
+        """Another pipeline object over the same loaded stages, with its own lock. Not needed for concurrency
+        (``synthesize``/``stream`` may be called from several threads on one object; they meet in the
+        text2semantic engine's batch); kept for callers that want separate loading locks."""
         view = copy.copy(self)
         view._lock = threading.RLock()
         return view
@@ -158,6 +159,12 @@ class TTS:
             if self._vits is None:
                 self._vits = loaders.load_vits(self.cfg, self.device)
             return self._vits
+
+    def forget_reference(self, key: str) -> int:
+        """Drop the prefix-cache entries computed from the reference ``key`` (``Reference.key``), e.g. when a
+        saved voice is updated or deleted; returns how many entries were dropped (0 if none or not loaded)."""
+        gen = self._generator
+        return 0 if gen is None else gen.forget_reference(key)
 
     def status(self) -> dict:
         """Which models are loaded, and where."""
@@ -247,10 +254,12 @@ class TTS:
 
     @staticmethod
     def _prompts(references: list[Reference]) -> tuple[dict, torch.Tensor | None]:
-        """The generator's prompt arguments (the references with a transcript) and the timbre clip (the first)."""
+        """The generator's prompt arguments (the references with a transcript, tagged by their keys for the
+        prefix cache) and the timbre clip (the first)."""
         prompted = [r for r in references if r.text]
         prompts = {"prompt_texts": [r.text for r in prompted],
-                   "prompt_tokens": [torch.from_numpy(r.codes) for r in prompted]}
+                   "prompt_tokens": [torch.from_numpy(r.codes) for r in prompted],
+                   "tags": tuple(r.key for r in prompted if r.key)}
         return prompts, (torch.from_numpy(references[0].audio) if references else None)
 
     @staticmethod
@@ -263,7 +272,7 @@ class TTS:
                   take: int = 0) -> Iterator[tuple[np.ndarray, Segment]]:
         """Generate and decode segment by segment; yields (audio (N,) float32, segment).
 
-        ``rng``: the request's token generator when the generator batches (see ``SemanticGenerator.generate``).
+        ``rng``: the request's token generator (None = torch's global one; see ``SemanticGenerator.generate``).
         """
         self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
         prompts, ref_audio = self._prompts(references)
@@ -304,6 +313,10 @@ class TTS:
                    should_stop: Callable[[], bool] | None = None, **overrides) -> SynthesisResult:
         """Speak ``text`` (in the reference's voice when given); ``num_samples`` independent takes.
 
+        Safe to call from several threads on one object: concurrent calls share the text2semantic engine's
+        batched steps (up to ``max_batch_size`` at once). A seeded call draws its tokens from its own
+        generator, so its output does not depend on what runs beside it (up to float rounding in a batch).
+
         Args:
             params: the request's :class:`~speechlm.params.SynthesisParams` (default: the config's);
                 keyword ``overrides`` (``top_p=0.5``, ``seed=1``, …) are applied on top and validated.
@@ -319,19 +332,20 @@ class TTS:
         start = time.perf_counter()
         takes: list[np.ndarray] = []
         tokens = segments = 0
-        with self._lock:
-            self.decoder(p.decoder)  # loading draws from torch's generator (a precision probe): before seeding
-            seed_everything(p.seed)
-            rng = self._token_rng(p)
-            for take in range(p.num_samples):
-                parts = []
-                for wave, seg in self._segments(text, references, p, should_stop, rng, take):
-                    parts.append(fade_joins(wave, self.sample_rate, first=not parts))
-                    tokens += seg.num_tokens
-                    if progress is not None:
-                        progress(ProgressEvent(take, p.num_samples, seg.index, seg.num_segments, seg.num_tokens))
-                takes.append(self._apply_speed(np.concatenate(parts) if parts else np.zeros(0, np.float32), p.speed))
-                segments += len(parts)
+        # no lock held while generating: concurrent calls share the engine's batch
+        self.decoder(p.decoder)  # loading draws from torch's generator (a precision probe): before seeding
+        self.generator  # noqa: B018 - loaded before seeding, as the decoder
+        seed_everything(p.seed)
+        rng = self._token_rng(p)
+        for take in range(p.num_samples):
+            parts = []
+            for wave, seg in self._segments(text, references, p, should_stop, rng, take):
+                parts.append(fade_joins(wave, self.sample_rate, first=not parts))
+                tokens += seg.num_tokens
+                if progress is not None:
+                    progress(ProgressEvent(take, p.num_samples, seg.index, seg.num_segments, seg.num_tokens))
+            takes.append(self._apply_speed(np.concatenate(parts) if parts else np.zeros(0, np.float32), p.speed))
+            segments += len(parts)
         return self._result(takes, segments, tokens, time.perf_counter() - start)
 
     def _apply_speed(self, wave: np.ndarray, speed: float) -> np.ndarray:
@@ -343,11 +357,11 @@ class TTS:
         return change_speed(wave, self.sample_rate, speed)
 
     def _token_rng(self, p: SynthesisParams) -> torch.Generator | None:
-        """The request's own token generator (seeded by ``p.seed``) when the generator batches, else None."""
-        gen = self._generator
-        if gen is None or getattr(gen, "engine", None) is None or p.seed is None:
+        """The request's own token generator seeded by ``p.seed`` (the same seed gives the same tokens
+        whatever runs beside it); None when unseeded (torch's global generator)."""
+        if p.seed is None:
             return None
-        return torch.Generator(device=gen.device).manual_seed(int(p.seed))
+        return torch.Generator(device=self.generator.device).manual_seed(int(p.seed))
 
     def _result(self, takes: list[np.ndarray], segments: int, tokens: int, wall: float) -> SynthesisResult:
         audio_seconds = sum(len(t) for t in takes) / self.sample_rate
@@ -374,12 +388,12 @@ class TTS:
         """
         p = self._params(params, overrides)
         text, references = self._prepare(text, p, reference, reference_audio, reference_text)
-        with self._lock:
-            self.decoder(p.decoder)  # before seeding, as synthesize
-            seed_everything(p.seed)
-            for chunk in self._stream_take(text, references, p, should_stop):
-                yield chunk if p.speed == 1.0 else dataclasses.replace(chunk, audio=self._apply_speed(chunk.audio,
-                                                                                                       p.speed))
+        self.decoder(p.decoder)  # before seeding, as synthesize (no lock held while generating)
+        self.generator  # noqa: B018
+        seed_everything(p.seed)
+        for chunk in self._stream_take(text, references, p, should_stop):
+            yield chunk if p.speed == 1.0 else dataclasses.replace(chunk, audio=self._apply_speed(chunk.audio,
+                                                                                                   p.speed))
 
     def _stream_take(self, text: str, references: list[Reference], p: SynthesisParams,
                      should_stop: Callable[[], bool] | None) -> Iterator[AudioChunk]:
@@ -410,7 +424,9 @@ class TTS:
                 index, tokens = index + 1, 0
 
     def _generator_thread(self) -> ThreadPoolExecutor:
-        """The one thread :meth:`stream` generates on (compiled CUDA graphs are per thread: keep one)."""
-        if self._generation_thread is None:
-            self._generation_thread = ThreadPoolExecutor(1, thread_name_prefix="speechlm-generate")
-        return self._generation_thread
+        """The threads :meth:`stream` drives its segments from (they wait on the engine thread, which runs
+        the compiled steps; one per concurrent stream)."""
+        with self._lock:
+            if self._generation_thread is None:
+                self._generation_thread = ThreadPoolExecutor(64, thread_name_prefix="speechlm-generate")
+            return self._generation_thread

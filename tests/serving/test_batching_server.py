@@ -32,7 +32,7 @@ LONG_TEXT = " ".join(f"Sentence {i} is here." for i in range(5))
 
 @pytest.fixture(scope="module")
 def own_tts(tmp_path_factory):
-    """A tiny pipeline of this module's own (the server attaches a batch engine to its generator)."""
+    """A tiny pipeline of this module's own (the server sizes its engine to max_batch_size)."""
     from speechlm.testing.tiny import build_tiny_tts
 
     return build_tiny_tts(tmp_path_factory.mktemp("tiny-batching"))
@@ -97,6 +97,7 @@ def concurrently(fns) -> list:
 def test_concurrent_requests_are_batched_and_match_their_solo_audio(own_tts, tmp_path):
     with batched_server(own_tts, tmp_path / "voices") as (base, pool):
         engine = pool.engines[0]
+        engine.max_rows_seen = 0  # the pipeline's engine outlives servers: count from here
         seen = record_requests(engine)
         solo = [invoke(base, t, seed=i) for i, t in enumerate(TEXTS)]
         assert engine.max_rows_seen == 1  # one at a time so far
@@ -110,14 +111,15 @@ def test_concurrent_requests_are_batched_and_match_their_solo_audio(own_tts, tmp
     for a, b in zip(solo, together):
         assert a.status_code == b.status_code == 200, (a.text[:200], b.text[:200])
         assert same_audio(a, b)
-    assert own_tts.generator.engine is None  # detached again when the server stopped
+    assert not engine.active and not engine.pending  # the engine stays with the pipeline, idle
 
 
 def test_batch_size_one_is_byte_identical_to_the_single_path(own_tts, tmp_path):
-    """With batching off the server runs today's path: same seed, sampled, byte-identical audio."""
+    """With batching off the server runs one request at a time: same seed, sampled, byte-identical audio to a
+    direct call (both are a batch of one in the pipeline's engine)."""
     body = dict(top_p=0.7, temperature=0.7, repetition_penalty=1.5, noise_scale=0.5)
     with batched_server(own_tts, tmp_path / "voices", max_batch_size=1) as (base, pool):
-        assert not pool.engines and own_tts.generator.engine is None
+        assert pool.stats()["max_batch_size"] == 1 and pool.engines == [own_tts.generator.engine]
         r = invoke(base, TEXTS[1], seed=7, **body)
     assert r.status_code == 200
     direct = own_tts.synthesize(TEXTS[1], seed=7, chunk_length=0, max_new_tokens=TEST_LIMITS["max_new_tokens"],
@@ -129,17 +131,20 @@ def test_cancelling_one_request_leaves_the_other_alone(own_tts, tmp_path):
     """A streaming client leaves mid-request while a batched neighbour runs; the neighbour completes intact."""
     with batched_server(own_tts, tmp_path / "voices") as (base, pool):
         engine = pool.engines[0]
+        engine.max_rows_seen = 0  # the pipeline's engine outlives servers: count from here
         alone = invoke(base, LONG_TEXT, seed=3, chunk_length=10)
         before = engine.max_rows_seen
 
         def leave_mid_stream():
+            deadline = time.monotonic() + 60
+            while not engine.active and time.monotonic() < deadline:  # the neighbour is generating
+                time.sleep(0.005)
             body = {"text": LONG_TEXT, "seed": 4, "chunk_length": 10, "streaming": True, **NEAR_GREEDY}
             with httpx.Client(base_url=base, timeout=120) as c, c.stream("POST", "/v1/invoke", json=body) as r:
                 assert r.status_code == 200
                 return next(r.iter_raw())  # the first chunk, then the connection closes
 
         def neighbour():
-            time.sleep(0.2)  # the streaming one is admitted first
             return invoke(base, LONG_TEXT, seed=3, chunk_length=10)
 
         first, other = concurrently([leave_mid_stream, neighbour])
@@ -193,7 +198,7 @@ def test_batched_pool_admission_errors_and_fallback(own_tts):
         gate.set()
         assert await first.result() > 0 and await second.result() == "second" and await queued.result() == "queued"
         pool.stop()
-        assert own_tts.generator.engine is None
+        assert own_tts.generator.engine.max_batch_size == 2 and not own_tts.generator.engine.active
 
         plain = WorkerPool(NotBatchable(), workers=1, queue_size=1, max_batch_size=4)
         await ready(plain)

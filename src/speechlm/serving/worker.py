@@ -5,10 +5,10 @@ result — and, for streaming jobs, every chunk — back to the event loop. Admi
 ``workers · max_batch_size + queue_size`` jobs are in flight, beyond that :meth:`WorkerPool.submit` raises
 :class:`ServerBusy` (429 with ``Retry-After``) at once instead of letting the client hang.
 
-Batching (``max_batch_size > 1``): each worker's pipeline gets one
-:class:`~speechlm.stages.batching.BatchEngine` over its text2semantic model and ``max_batch_size`` job
-threads, each with its own view of the pipeline (:meth:`TTS.share`). The jobs run concurrently: each
-prefills alone, joins the shared per-token steps, leaves when it stops, and decodes its audio in its own
+Batching (``max_batch_size > 1``): each worker runs ``max_batch_size`` job threads on its one pipeline
+object, whose text2semantic engine (:class:`~speechlm.stages.engine.Engine`, owned by the pipeline) is
+sized to hold that many requests. The jobs run concurrently: each is prefilled (after its cached
+prefix), joins the shared per-token steps, leaves when it stops, and decodes its audio in its own
 thread. Queueing, 429/503, expiry and cancellation work per job as without batching.
 """
 
@@ -23,7 +23,6 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from speechlm.errors import SpeechLMError
-from speechlm.models.text2semantic.llama import DualARTransformer
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class WorkerPool:
             per worker (so workers never share a model's caches).
         workers: number of pipeline objects (model copies).
         max_batch_size: jobs one pipeline runs at once, their per-token steps batched (1 = off: one job at
-            a time, exactly the single-request path). Pipelines without a dual-AR ``generator`` use 1.
+            a time). Pipelines without a text2semantic engine use 1.
         queue_size: jobs allowed to wait for a free job slot.
         queue_timeout_s: a job that waited longer than this is answered 503 instead of run.
         warmup: callable ``warmup(tts)`` run once per worker before it takes jobs (None = none); it
@@ -145,7 +144,7 @@ class WorkerPool:
         self._active: set[Job] = set()
         self.primary: Any = None  # the first loaded pipeline (health, sample rate)
         self.pipelines: list[Any] = []  # every loaded pipeline (one per ready worker)
-        self._attached: list[tuple[Any, Any]] = []  # (generator, its running batch engine) per batched worker
+        self._engines: list[Any] = []  # the text2semantic engine of each loaded pipeline
 
     # lifecycle
     def start(self) -> None:
@@ -163,14 +162,11 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
-        for gen, engine in self._attached:
-            gen.engine = None  # the pipeline goes back to the single-request path
-            engine.close(max(0.0, deadline - time.monotonic()))
 
     @property
     def engines(self) -> list[Any]:
-        """The running batch engines (one per batched worker)."""
-        return [engine for _, engine in self._attached]
+        """The text2semantic engines of the loaded pipelines (one per worker; they stay with their pipeline)."""
+        return list(self._engines)
 
     @property
     def slots(self) -> int:
@@ -245,25 +241,22 @@ class WorkerPool:
         self._serve(views[0])
 
     def _batched(self, tts: Any, index: int) -> list[Any]:
-        """The pipeline objects this worker's job threads use: ``[tts]``, or with batching ``max_batch_size``
-        views of ``tts`` whose generator submits to one running :class:`BatchEngine`."""
-        if self.max_batch_size == 1:
-            return [tts]
-        from speechlm.stages.batching import BatchEngine
-
-        gen = getattr(tts, "generator", None)
-        if not hasattr(tts, "share") or not isinstance(getattr(gen, "model", None), DualARTransformer):
-            log.warning("worker %d: max_batch_size=%d needs a dual-AR text2semantic model; running one request "
-                        "at a time", index, self.max_batch_size)
+        """The pipeline objects this worker's job threads use: ``tts`` once per job slot (the pipeline is
+        safe to call from several threads; its engine is sized to ``max_batch_size`` rows here)."""
+        engine = getattr(getattr(tts, "generator", None), "engine", None)
+        if engine is None or not hasattr(engine, "set_max_batch_size"):
+            if self.max_batch_size > 1:
+                log.warning("worker %d: max_batch_size=%d needs a pipeline with a text2semantic engine; running "
+                            "one request at a time", index, self.max_batch_size)
             self.max_batch_size = 1  # the same config for every worker: none of them can batch
             return [tts]
-        tts.codec  # noqa: B018 - the reference encoder, loaded once before the views copy the loaded stages
-        engine = BatchEngine(gen.model, self.max_batch_size, decode_threads=gen.decode_threads).start()
-        gen.engine = engine
+        tts.codec  # noqa: B018 - the reference encoder, loaded once before concurrent jobs need it
+        engine.set_max_batch_size(self.max_batch_size)
         with self._lock:
-            self._attached.append((gen, engine))
-        log.info("worker %d: batching up to %d requests per step", index, self.max_batch_size)
-        return [tts] + [tts.share() for _ in range(self.max_batch_size - 1)]
+            self._engines.append(engine)
+        if self.max_batch_size > 1:
+            log.info("worker %d: batching up to %d requests per step", index, self.max_batch_size)
+        return [tts] * self.max_batch_size
 
     def _serve(self, tts: Any) -> None:
         """A job thread: run queued jobs on ``tts`` until the stop marker (None)."""

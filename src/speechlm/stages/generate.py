@@ -15,11 +15,12 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from speechlm.errors import InputError, SpeechLMError
+from speechlm.errors import InputError
 from speechlm.params import SynthesisParams, check_text
-from speechlm.stages.token_loop import compiled_decode_step, default_decode_step, generate_columns
+from speechlm.stages.engine import Engine, GenerationCancelled
+from speechlm.stages.sampling import SamplingParams
 from speechlm.models.text2semantic.llama import BaseTransformer
 from speechlm.models.text2semantic.loading import load_text2semantic
 from speechlm.text.prompt import CODE_OFFSET, CODEBOOK_EOS, check_prompt_codes, encode_prompt
@@ -31,11 +32,16 @@ log = logging.getLogger(__name__)
 CONTEXT_RESERVE = 1024  # tokens kept free for generation when choosing past segments (reference value)
 
 
-class GenerationCancelled(SpeechLMError):
-    """``should_stop()`` returned True: the caller cancelled (e.g. the HTTP client went away)."""
+__all__ = ["GenerationCancelled", "Segment", "SemanticGenerator", "estimate_tokens", "select_context"]
 
-    def __init__(self):
-        super().__init__("generation cancelled", status=499)
+TOKENS_PER_CHAR = 1.4  # Latin-script text: ~15 characters and ~21.5 code columns per second of speech
+TOKENS_PER_WIDE_CHAR = 4.5  # CJK characters: ~5 per second
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough number of code columns the model generates for ``text`` (sizes the progress bar)."""
+    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
+    return max(1, round(wide * TOKENS_PER_WIDE_CHAR + (len(text) - wide) * TOKENS_PER_CHAR))
 
 
 @dataclass
@@ -79,7 +85,7 @@ class SemanticGenerator:
     """Holds a loaded model and the tokenizer; ``generate`` yields code segments."""
 
     def __init__(self, model: BaseTransformer, tokenizer: FishTokenizer | None = None, *, compile: bool = False,
-                 decode_threads: int | None = None):
+                 decode_threads: int | None = None, max_batch_size: int = 1, prefix_cache_mb: float = 0):
         self.model = model.eval()
         self.tokenizer = tokenizer or build_tokenizer()
         self.device = model.embeddings.weight.device
@@ -90,18 +96,22 @@ class SemanticGenerator:
         self.decode_threads = decode_threads
         if self.device.type == "cpu":
             model.use_column_major_weights()
-        # Only the per-token step is compiled; prefill (variable length) stays eager.
-        self.decode_step = compiled_decode_step(model) if compile else default_decode_step(model)
-        # A running speechlm.stages.batching.BatchEngine over this model (serving, max_batch_size > 1): then
-        # generate() submits each segment to it, so concurrent callers share the per-token steps.
-        self.engine = None
+        # The one engine over this model: every segment of every caller is a request in its batch. Its
+        # loop thread starts on the first generate() (compiled CUDA graphs stay on that one thread).
+        self.engine = Engine(model, max_batch_size, compile=compile, prefix_cache_mb=prefix_cache_mb,
+                             decode_threads=decode_threads)
 
     @classmethod
     def from_config(cls, model_cfg, checkpoint_path, *, device="cpu", dtype=torch.float32,
-                    compile: bool = False, quantize: str | None = None) -> "SemanticGenerator":
+                    compile: bool = False, quantize: str | None = None, max_batch_size: int = 1,
+                    prefix_cache_mb: float = 0) -> "SemanticGenerator":
         """``quantize``: None (as stored; an int8 file stays int8) | ``int8`` | ``int4`` (see ``load_text2semantic``)."""
         model = load_text2semantic(model_cfg, checkpoint_path, device=device, dtype=dtype, quantize=quantize)
-        return cls(model, compile=compile)
+        return cls(model, compile=compile, max_batch_size=max_batch_size, prefix_cache_mb=prefix_cache_mb)
+
+    def forget_reference(self, key: str) -> int:
+        """Drop the prefix-cache entries computed from Reference ``key``; returns how many."""
+        return self.engine.forget(key)
 
     def encode_prompts(self, prompt_texts: Sequence[str], prompt_tokens: Sequence, speaker: str | None):
         if len(prompt_texts) != len(prompt_tokens):
@@ -118,7 +128,8 @@ class SemanticGenerator:
     def generate(self, text: str, *, prompt_texts: Sequence[str] = (), prompt_tokens: Sequence = (),
                  params: SynthesisParams | None = None, progress: bool = True,
                  should_stop: Callable[[], bool] | None = None, rng: torch.Generator | None = None,
-                 on_column: Callable[[int, int, torch.Tensor], None] | None = None, **sampling) -> Iterator[Segment]:
+                 on_column: Callable[[int, int, torch.Tensor], None] | None = None, tags: Sequence[str] = (),
+                 **sampling) -> Iterator[Segment]:
         """Generate semantic codes for ``text``; yields one :class:`Segment` per text segment.
 
         Args:
@@ -126,15 +137,16 @@ class SemanticGenerator:
                 ``speaker`` are used); or pass them as keyword arguments (``top_p=0.5``), validated here.
             on_column: ``on_column(segment, i, column)`` after every generated column ``(1 + NC, 1)`` raw
                 grid ids (the stop column included), e.g. to decode while generating (``TTS.stream``);
-                it may raise to stop. :meth:`segment_texts` tells which text each segment speaks.
+                it may raise to stop. It runs on the engine thread: keep it cheap.
+                :meth:`segment_texts` tells which text each segment speaks.
+            rng: the request's token generator, kept across segments (None = torch's global generator).
+            tags: ``Reference.key`` of each prompt (the prefix cache drops their entries on
+                :meth:`forget_reference`).
 
         Raises:
             InputError: empty text, bad prompt codes, more prompt texts than token files, a parameter
                 out of its range (see :mod:`speechlm.params`).
             GenerationCancelled: ``should_stop()`` returned True (checked after every token).
-
-        With :attr:`engine` set, tokens are drawn from ``rng`` (the request's own generator, kept across
-        segments; None = one seeded from torch's global RNG) instead of the global RNG.
         """
         p = params if params is not None else SynthesisParams.make(sampling)
         if params is not None and sampling:
@@ -146,22 +158,19 @@ class SemanticGenerator:
         tok = self.tokenizer
         encoded = [encode_prompt(tok, t, bos=i == 0 and not prompts, speaker=speaker,
                                  num_codebooks=self.num_codebooks).to(self.device) for i, t in enumerate(texts)]
-        tensors = {k: torch.tensor(getattr(p, k), device=self.device, dtype=torch.float32)
-                   for k in ("temperature", "top_p", "repetition_penalty")}
+        sampling_params = SamplingParams.make(p.temperature, p.top_p, p.repetition_penalty, self.device)
         budget = self.model.config.max_seq_len - CONTEXT_RESERVE - sum(x.size(1) for x in prompts)
         history: list[torch.Tensor] = []
-        if self.engine is not None and rng is None:
-            rng = torch.Generator(device=self.device).manual_seed(int(torch.randint(0, 2**62, (1,))))
+        shared = sum(x.size(1) for x in prompts) if tags else 0  # the voices' prompt: cached for every request
+        self.engine.start()
         total_tokens, t_start = 0, time.perf_counter()
         for idx, seg in enumerate(encoded):
             history.append(seg)
             prompt = torch.cat(prompts + select_context(history, budget), dim=1)
             t0 = time.perf_counter()
             sink = None if on_column is None else functools.partial(on_column, idx)
-            if self.engine is not None:
-                cols = self._run_batched(prompt, p, should_stop, rng, sink)
-            else:
-                cols = self._run(prompt, p.max_new_tokens, tensors, progress, should_stop, idx, len(encoded), sink)
+            cols = self._run(prompt, p, sampling_params, progress, should_stop, rng, sink, tuple(tags),
+                             (idx, len(encoded), texts[idx]), shared)
             seconds = time.perf_counter() - t0
             total_tokens += cols.size(1)
             log.info("segment %d/%d: %d tokens in %.2f s, %.2f tokens/s", idx + 1, len(encoded), cols.size(1),
@@ -182,34 +191,29 @@ class SemanticGenerator:
                              "characters)", "pass words in a supported language", field="text")
         return texts
 
-    def _run(self, prompt, max_new_tokens, params, progress, should_stop, idx, n, sink=None) -> torch.Tensor:
-        total = self.model.config.max_seq_len - prompt.size(1)
-        if max_new_tokens:
-            total = min(total, max_new_tokens)
+    def _run(self, prompt, p: SynthesisParams, params: SamplingParams, progress, should_stop, rng, sink, tags,
+             where: tuple[int, int, str], shared: int) -> torch.Tensor:
+        """One segment through the engine (blocks this thread until the request leaves the batch), with a
+        progress bar sized by the tokens the text is expected to take and an ETA."""
+        idx, n, text = where
+        limit = self.engine.cache_len - prompt.size(1)
+        expected = min(estimate_tokens(text), p.max_new_tokens or limit, limit)
         console = Console(stderr=True)
         bar = Progress(TextColumn(f"segment {idx + 1}/{n}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("tokens"), TimeElapsedColumn(), console=console, transient=True,
-                       disable=not (progress and console.is_terminal))
+                       TextColumn("tokens"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                       console=console, transient=True, disable=not (progress and console.is_terminal))
 
         def on_column(i: int, column: torch.Tensor) -> None:
-            bar.update(task, completed=i + 1)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled()
+            # an estimate: a segment that runs longer grows the bar instead of sitting at 100 %
+            bar.update(task, completed=i + 1, total=max(expected, i + 2))
             if sink is not None:
                 sink(i, column)
 
         with bar:
-            task = bar.add_task("generate", total=total)
-            return generate_columns(self.model, prompt, max_new_tokens, eos_id=self.tokenizer.eos_token_id,
-                                    im_end_id=self.tokenizer.im_end_id, decode_step=self.decode_step,
-                                    on_column=on_column, decode_threads=self.decode_threads, **params)
-
-    def _run_batched(self, prompt, p: SynthesisParams, should_stop, rng: torch.Generator, sink=None) -> torch.Tensor:
-        """One segment through the shared engine (blocks this thread until the request leaves the batch)."""
-        return self.engine.generate_columns(prompt, p.max_new_tokens, temperature=p.temperature, top_p=p.top_p,
-                                            repetition_penalty=p.repetition_penalty,
-                                            eos_id=self.tokenizer.eos_token_id, im_end_id=self.tokenizer.im_end_id,
-                                            generator=rng, should_stop=should_stop, on_column=sink)
+            task = bar.add_task("generate", total=expected)
+            return self.engine.generate(prompt, p.max_new_tokens, params=params, eos_id=self.tokenizer.eos_token_id,
+                                        im_end_id=self.tokenizer.im_end_id, generator=rng, on_column=on_column,
+                                        should_stop=should_stop, tags=tags, prefix_len=shared, keep=idx + 1 < n)
 
     def _codes(self, cols: torch.Tensor) -> torch.Tensor:
         """VQ indices as ``generate_long`` yields them: drop the stop column and the frame before it.

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from speechlm.checkpoints.registry import resolve_checkpoint
 
@@ -38,10 +38,18 @@ def load_generator(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
     """The text2semantic stage: :class:`~speechlm.stages.generate.SemanticGenerator`."""
     from speechlm.stages.generate import SemanticGenerator
 
+    from speechlm.params import LIMITS
+    from speechlm.stages.prefix_cache import auto_limit_mb
+
     path = checkpoint_path(cfg, "text2semantic")
-    log.info("text2semantic: %s on %s (%s)", path, device, str(dtype).replace("torch.", ""))
+    rows = LIMITS["max_batch_size"].check(OmegaConf.select(cfg, "max_batch_size", default=1))
+    cache_mb = LIMITS["prefix_cache_mb"].check(OmegaConf.select(cfg, "prefix_cache_mb", default=None))
+    cache_mb = auto_limit_mb(device) if cache_mb is None else cache_mb
+    log.info("text2semantic: %s on %s (%s), max_batch_size=%d, prefix_cache_mb=%g", path, device,
+             str(dtype).replace("torch.", ""), rows, cache_mb)
     return SemanticGenerator.from_config(cfg.model.text2semantic, path, device=device, dtype=dtype,
-                                         compile=bool(cfg.compile), quantize=cfg.quantize)
+                                         compile=bool(cfg.compile), quantize=cfg.quantize, max_batch_size=rows,
+                                         prefix_cache_mb=cache_mb)
 
 
 def load_codec(cfg: DictConfig, device: torch.device, *, vocoder: bool = False):

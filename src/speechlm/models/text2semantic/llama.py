@@ -11,7 +11,6 @@ Grid convention (``inp``/``x``): (B, 1 + NC, T) int — row 0 text ids, rows 1..
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from speechlm.models.text2semantic.config import ModelArgs, find_multiple
+from speechlm.models.text2semantic.kv_cache import KVCache
 
 
 @dataclass
@@ -51,14 +51,18 @@ def rope_rotations(table: Tensor) -> Tensor:
 
 
 def apply_rope(x: Tensor, rot: Tensor) -> Tensor:
-    """Rotate adjacent pairs ``(x[2j], x[2j+1])`` of ``x`` (B, T, H, D) by ``rot`` (see :func:`rope_rotations`)
+    """Rotate adjacent pairs ``(x[2j], x[2j+1])`` of ``x`` (B, T, H, D) by ``rot`` (see :func:`rope_rotations`;
+    (T, D/2) shared by the rows or (B, T, D/2) per row)
     in float32: ``(x0 + i·x1)(cos + i·sin)``, i.e. the reference's ``(x0·cos − x1·sin, x1·cos + x0·sin)``.
     """
     xs = x.float().reshape(*x.shape[:-1], -1, 2)
+    # (T, D/2[, 2]) is shared by every row; (B, T, D/2[, 2]) holds one rotation per row and position
+    shared = rot.dim() == (2 if rot.is_complex() else 3)
+    rot = rot[None, :, None] if shared else rot[:, :, None]
     if rot.is_complex():  # eager: one complex multiply instead of ~10 small ops
-        return torch.view_as_real(torch.view_as_complex(xs) * rot[None, :, None]).flatten(3).type_as(x)
+        return torch.view_as_real(torch.view_as_complex(xs) * rot).flatten(3).type_as(x)
     x0, x1 = xs.unbind(-1)
-    cos, sin = rot[None, :, None].unbind(-1)
+    cos, sin = rot.unbind(-1)
     return torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1).flatten(3).type_as(x)
 
 
@@ -73,26 +77,6 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).type_as(x) * self.weight
 
 
-class KVCache(nn.Module):
-    """Static key/value cache (B, H, S, D). Buffers are non-persistent: never part of a state dict."""
-
-    def __init__(self, batch: int, seq_len: int, heads: int, head_dim: int, dtype=torch.float32, device=None):
-        super().__init__()
-        shape = (batch, heads, seq_len, head_dim)
-        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-
-    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write ``k``/``v`` (B, H, S, D) at positions ``input_pos`` (S,); return the full caches."""
-        self.k_cache.index_copy_(2, input_pos, k)
-        self.v_cache.index_copy_(2, input_pos, v)
-        return self.k_cache, self.v_cache
-
-    def reset(self) -> None:
-        self.k_cache.zero_()
-        self.v_cache.zero_()
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: ModelArgs):
         super().__init__()
@@ -103,10 +87,11 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None = None,
-                kv_len: int | None = None) -> Tensor:
-        """x: (B, T, dim); rope: (T, D/2) complex rotations; mask: bool, True = may attend, broadcast to (B, H, T, S)
-        (None = attend to everything). With a KV cache, ``kv_len`` limits attention to the first
-        ``kv_len`` cached positions (eager decoding: no work on the unused part of the cache)."""
+                kv_len: int | None = None, slots: int | Tensor = 0) -> Tensor:
+        """x: (B, T, dim); rope: (T, D/2) or (B, T, D/2) rotations; mask: bool, True = may attend, broadcast to
+        (B, H, T, S) (None = causal). With a KV cache, rows write to cache ``slots`` (see
+        :meth:`KVCache.update`) and ``kv_len`` limits attention to the first ``kv_len`` cached positions
+        (eager decoding: no work on the unused part of the cache)."""
         b, t, _ = x.shape
         kv = self.n_local_heads * self.head_dim
         qk, v = self.wqkv(x).split([self.dim + kv, kv], dim=-1)
@@ -114,7 +99,7 @@ class Attention(nn.Module):
         q, k = qk.transpose(1, 2).split([self.n_head, self.n_local_heads], dim=1)
         v = v.view(b, t, self.n_local_heads, self.head_dim).transpose(1, 2)
         if self.kv_cache is not None and input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)
+            k, v = self.kv_cache.update(input_pos, k, v, slots)
             if kv_len is not None:
                 k, v = k[:, :, :kv_len], v[:, :, :kv_len]
         if self.n_head != self.n_local_heads:
@@ -165,30 +150,37 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
     def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None = None,
-                kv_len: int | None = None) -> Tensor:
-        h = x + self.attention(self.attention_norm(x), rope, mask, input_pos, kv_len)
+                kv_len: int | None = None, slots: int | Tensor = 0) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, mask, input_pos, kv_len, slots)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
 def _run_layers(layers: nn.ModuleList, x: Tensor, rope: Tensor, mask: Tensor | None, input_pos: Tensor | None,
-                grad_ckpt: bool, kv_len: int | None = None) -> Tensor:
+                grad_ckpt: bool, kv_len: int | None = None, slots: int | Tensor = 0) -> Tensor:
     for layer in layers:
         if grad_ckpt:
             x = checkpoint(layer, x, rope, mask, input_pos, use_reentrant=False)
         else:
-            x = layer(x, rope, mask, input_pos, kv_len)
+            x = layer(x, rope, mask, input_pos, kv_len, slots)
     return x
 
 
 def _decode_mask(causal: Tensor, input_pos: Tensor, width: int, kv_len: int | None) -> Tensor | None:
-    """Attention mask of a cached step: rows ``input_pos`` of the causal mask over ``width`` keys.
+    """Attention mask of a cached step (True = may attend), broadcast to (B, H, S, width).
 
-    A single query at the last of ``kv_len`` keys sees all of them, and a fresh prefill (positions
-    ``0..kv_len-1``) is plain causal attention: both return None (faster SDPA paths).
+    ``input_pos``: (S,) shared by the rows (rows ``input_pos`` of the causal mask) or (B, S) per row
+    (each query sees the keys up to its own position). One row whose single query sits at the last of
+    ``kv_len`` keys sees all of them, and one row's fresh prefill (positions ``0..kv_len-1``) is plain
+    causal attention: both return None (faster SDPA paths, bit-identical to an unbatched step).
     """
-    if kv_len is not None and input_pos.numel() in (1, kv_len):
+    if input_pos.dim() == 1:
+        if kv_len is not None and input_pos.numel() in (1, kv_len):
+            return None
+        return causal[None, None, input_pos, :width]
+    if kv_len is not None and input_pos.size(0) == 1 and input_pos.size(1) in (1, kv_len):
         return None
-    return causal[None, None, input_pos, :width]
+    keys = torch.arange(width, device=input_pos.device)
+    return (keys[None, None, None, :] <= input_pos[:, None, :, None])  # (B, 1, S, width)
 
 
 class BaseTransformer(nn.Module):
@@ -215,9 +207,12 @@ class BaseTransformer(nn.Module):
         self.causal_mask = torch.ones(c.max_seq_len, c.max_seq_len, dtype=torch.bool, device=device).tril()
 
     def setup_caches(self, max_batch_size: int, max_seq_len: int, dtype: torch.dtype | None = None) -> None:
-        """Allocate slow KV caches of length ``find_multiple(max_seq_len, 8)`` (kept if already large enough)."""
+        """Allocate ``max_batch_size`` slots of slow KV cache, each ``find_multiple(max_seq_len, 8)`` positions
+        long (kept if already large enough)."""
         if self.cache_len >= max_seq_len and self.cache_batch >= max_batch_size:
             return
+        # grow, never shrink, either dimension: an engine may rely on the slots it asked for earlier
+        max_batch_size, max_seq_len = max(max_batch_size, self.cache_batch), max(max_seq_len, self.cache_len)
         dtype = dtype or self.embeddings.weight.dtype
         device = self.embeddings.weight.device
         self.cache_len, self.cache_batch = find_multiple(max_seq_len, 8), max_batch_size
@@ -274,19 +269,38 @@ class BaseTransformer(nn.Module):
         x = _run_layers(self.layers, x, rope_rotations(self.freqs_cis[:t]), mask, None, grad_ckpt)
         return TransformerOutput(self.output(self.norm(x)), None, x)
 
-    def forward_generate_slow(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
-        """Cached slow step over ``x`` (B, 1 + NC, S) at positions ``input_pos`` (S,); last position only.
+    def forward_generate_slow(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None,
+                              slots: int | Tensor = 0) -> TransformerOutput:
+        """Cached slow step of B rows over ``x`` (B, 1 + NC, S); last position only.
 
-        ``kv_len`` (eager only) = last position + 1: attend to that many cached positions, not the whole
-        cache; the static-shape form (``None``, masked full cache) is the one to compile.
+        Args:
+            input_pos: (S,) positions shared by every row, or (B, S) per row (rows at different lengths).
+            kv_len: (eager only) last position + 1 over all rows: attend to that many cached positions, not
+                the whole cache; the static-shape form (``None``, masked full cache) is the one to compile.
+            slots: the KV-cache slot of each row: int = ``slots + row`` (views), or a (B,) tensor.
+
+        Returns:
+            token_logits (B, 1, vocab), hidden_states (B, 1, dim).
         """
         if self.cache_len < 0:
             raise RuntimeError("call setup_caches() before generating")
         h = self.embed(x)
         mask = _decode_mask(self.causal_mask, input_pos, self.cache_len if kv_len is None else kv_len, kv_len)
-        h = _run_layers(self.layers, h, rope_rotations(self.freqs_cis[input_pos]), mask, input_pos, False, kv_len)
+        h = _run_layers(self.layers, h, rope_rotations(self.freqs_cis[input_pos]), mask, input_pos, False, kv_len,
+                        slots)
         h = h[:, -1:]
         return TransformerOutput(self.output(self.norm(h)), None, h)
+
+    def read_slot(self, slot: int, length: int) -> list[tuple[Tensor, Tensor]]:
+        """Copies of the first ``length`` cached keys/values of ``slot``: per layer (k, v) (H, length, D)."""
+        return [(b.attention.kv_cache.k_cache[slot, :, :length].clone(),
+                 b.attention.kv_cache.v_cache[slot, :, :length].clone()) for b in self.layers]
+
+    def write_slot(self, slot: int, kv: list[tuple[Tensor, Tensor]], length: int) -> None:
+        """Fill positions ``0..length-1`` of ``slot`` from ``kv`` (as :meth:`read_slot` returns; may be longer)."""
+        for b, (k, v) in zip(self.layers, kv):
+            b.attention.kv_cache.k_cache[slot, :, :length] = k[:, :length]
+            b.attention.kv_cache.v_cache[slot, :, :length] = v[:, :length]
 
 
 class NaiveTransformer(BaseTransformer):
@@ -305,8 +319,10 @@ class NaiveTransformer(BaseTransformer):
     def forward(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
         return self._heads(self.forward_slow(inp, key_padding_mask))
 
-    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
-        return self._heads(self.forward_generate_slow(x, input_pos, kv_len))
+    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None,
+                         slots: int | Tensor = 0) -> TransformerOutput:
+        """Batched cached step (see :meth:`forward_generate_slow`) + codebook logits (B, 1, NC, cb)."""
+        return self._heads(self.forward_generate_slow(x, input_pos, kv_len, slots))
 
 
 class DualARTransformer(BaseTransformer):
@@ -326,7 +342,7 @@ class DualARTransformer(BaseTransformer):
         super().setup_caches(max_batch_size, max_seq_len, dtype)
         dtype = dtype or self.embeddings.weight.dtype
         for block in self.fast_layers:
-            block.attention.kv_cache = KVCache(max_batch_size, self.config.num_codebooks, self.config.n_local_heads,
+            block.attention.kv_cache = KVCache(self.cache_batch, self.config.num_codebooks, self.config.n_local_heads,
                                                self.config.head_dim, dtype, self.embeddings.weight.device)
 
     def forward(self, inp: Tensor, key_padding_mask: Tensor | None = None) -> TransformerOutput:
@@ -350,16 +366,19 @@ class DualARTransformer(BaseTransformer):
         slow.codebook_logits = full.view(b, t, nc, -1)
         return slow
 
-    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> TransformerOutput:
-        """Cached slow step (see :meth:`forward_generate_slow`); codebooks come from :meth:`forward_generate_fast`."""
-        return self.forward_generate_slow(x, input_pos, kv_len)
+    def forward_generate(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None,
+                         slots: int | Tensor = 0) -> TransformerOutput:
+        """Batched cached slow step (see :meth:`forward_generate_slow`); codebooks come from
+        :meth:`forward_generate_fast`."""
+        return self.forward_generate_slow(x, input_pos, kv_len, slots)
 
     def forward_generate_fast(self, x: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
-        """One fast step: x (dim,) or (1, 1, dim) at codebook position ``input_pos`` (1,) → logits (1, 1, cb).
+        """One fast step of B rows: x (B, 1, dim) (or (dim,) for one row) at codebook position ``input_pos``
+        (1,) → logits (B, 1, cb). Rows use fast-cache rows ``0..B-1`` (scratch, refilled every column).
 
         ``kv_len`` (eager only) = codebook index + 1, as in :meth:`forward_generate_slow`.
         """
-        x = x.view(1, 1, -1)
+        x = x.reshape(-1, 1, self.config.dim)
         nc = self.config.num_codebooks
         mask = _decode_mask(self.causal_mask, input_pos, nc if kv_len is None else kv_len, kv_len)
         x = _run_layers(self.fast_layers, x, rope_rotations(self.freqs_cis[input_pos]), mask, input_pos, False, kv_len)
