@@ -161,8 +161,10 @@ class TTS:
             return self._vits
 
     def forget_reference(self, key: str) -> int:
-        """Drop the prefix-cache entries computed from the reference ``key`` (``Reference.key``), e.g. when a
-        saved voice is updated or deleted; returns how many entries were dropped (0 if none or not loaded)."""
+        """Forget the reference ``key`` (``Reference.key``, see :meth:`reference_key`), e.g. when a saved voice
+        is updated or deleted: its encoded tokens leave the reference cache and the prefix-cache entries
+        computed from it are dropped. Returns how many prefix-cache entries were dropped."""
+        self.cache.remove(key)
         gen = self._generator
         return 0 if gen is None else gen.forget_reference(key)
 
@@ -190,7 +192,7 @@ class TTS:
         wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds or None,
                           what=what, limit_key="max_reference_seconds")
         codec = self._get_codec(with_vocoder=self._codec_has_vocoder)
-        key = content_key(audio_bytes, text or "", self._codec_id)
+        key = self.reference_key(audio_bytes, text)
         codes = self.cache.get(key)
         if codes is None:
             with self._lock, torch.inference_mode():
@@ -201,10 +203,10 @@ class TTS:
             log.info("reference cache hit (%s…)", key[:12])
         return Reference(key=key, text=text, codes=codes, audio=wave)
 
-    def forget_reference(self, audio_bytes: bytes, text: str | None) -> None:
-        """Drop the cached tokens of one reference clip (e.g. a deleted saved voice's) from the cache."""
+    def reference_key(self, audio_bytes: bytes, text: str | None) -> str:
+        """The :attr:`Reference.key` that :meth:`encode_reference` gives the clip ``audio_bytes`` with ``text``."""
         text = str(text).strip() if text is not None and str(text).strip() else None
-        self.cache.remove(content_key(audio_bytes, text or "", self._codec_id))
+        return content_key(audio_bytes, text or "", self._codec_id)
 
     @staticmethod
     def _reference_bytes(audio, sample_rate: int | None) -> tuple[bytes, str]:

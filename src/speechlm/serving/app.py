@@ -70,10 +70,11 @@ class ServerState:
         return self._defaults
 
     def forget_reference(self, voice: Voice, audio: bytes) -> None:
-        """Drop a deleted voice's encoded tokens from every worker's reference cache."""
+        """A saved voice lost this clip (deleted or replaced): every worker forgets its encoded tokens and the
+        prefix-cache entries computed from it."""
         tts: TTS
         for tts in list(self.pool.pipelines):
-            tts.forget_reference(audio, voice.text)
+            tts.forget_reference(tts.reference_key(audio, voice.text))
 
 
 def _prepare(settings: ServeSettings):

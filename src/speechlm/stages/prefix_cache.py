@@ -136,6 +136,11 @@ class PrefixCache:
             self._next += 1
             self.nbytes += nbytes
 
+    def count(self, tag: str) -> int:
+        """How many entries were computed from ``tag`` (a ``Reference.key``)."""
+        with self._lock:
+            return sum(tag in e.tags for e in self._entries.values())
+
     def forget(self, tag: str) -> int:
         """Drop every entry that came from Reference ``tag``; returns how many were dropped."""
         with self._lock:
