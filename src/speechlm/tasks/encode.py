@@ -199,13 +199,14 @@ def _encode_one(cfg: DictConfig, src: Path) -> int:
     audio = load_audio(src, target_sr=MODEL_SAMPLE_RATE, max_seconds=cfg.max_seconds, what="input audio")
     dst = _single_output(src, cfg.output)
     tts = TTS(cfg)
-    codec = tts.decoder("vqgan") if cfg.reconstruction else tts.codec  # load the vocoder first: fail fast
+    vocoder = tts.decoder("vqgan") if cfg.reconstruction else None  # load the vocoder first: fail fast
+    codec = tts.codec
     start = time.perf_counter()
     codes = codec.encode(torch.from_numpy(audio))
     line = f"wrote {dst}: codes {save_codes(codes, dst)}"
     if cfg.reconstruction:
         wav = reconstruction_path(src, dst)
-        save_audio(wav, codec.decode(codes, seed=RECONSTRUCTION_SEED).numpy(), codec.sample_rate)
+        save_audio(wav, vocoder.decode(codes, seed=RECONSTRUCTION_SEED).numpy(), codec.sample_rate)
         line += f", reconstruction {wav}"
     summary = EncodeSummary(done=1, audio_seconds=len(audio) / MODEL_SAMPLE_RATE,
                             wall_seconds=time.perf_counter() - start)
