@@ -4,7 +4,8 @@ For each decoder (random weights, ``--preset tiny`` or the official sizes), deco
 code columns once in one pass and once as a stream (``--chunk`` columns per window, one column pushed
 at a time as the token loop does), and reports CPU seconds (process time, all threads) per second of
 audio, their ratio (target <= 1.25), and the stream's error against the one-pass decode in dB (>= 30).
-For VITS it sweeps the prior's left context (``--prior-context``), the part that sets the ratio.
+It sweeps the context each window re-decodes: VITS the prior's left context in columns
+(``--prior-context``), Firefly a fraction of the networks' receptive fields (``--firefly-context``).
 
 Examples:
     .venv/bin/python benchmarks/stream_decode.py --preset tiny --columns 110
@@ -62,10 +63,10 @@ def cpu(fn, repeats: int):
     return out, best_cpu, best_wall
 
 
-def stream(decoder, codes, chunk: int, prior_context: int | None):
+def stream(decoder, codes, chunk: int, context: float):
     kw = dict(text=TEXT, seed=3)
-    windows = decoder.windows(**kw, prior_context_tokens=prior_context) if prior_context is not None \
-        else decoder.windows(**kw)
+    key = "prior_context_tokens" if decoder.name == "vits" else "context"
+    windows = decoder.windows(**kw, **{key: int(context) if decoder.name == "vits" else context})
     sd = StreamingDecoder(windows, chunk)
     out = []
     for i in range(codes.shape[1]):
@@ -79,7 +80,8 @@ def main() -> None:
     ap.add_argument("--decoders", default="vits,vqgan")
     ap.add_argument("--columns", type=int, default=110, help="code columns (21.5 per second of audio)")
     ap.add_argument("--chunk", type=int, default=22)
-    ap.add_argument("--prior-context", default="8,16,32,64", help="VITS prior left context sweep (columns)")
+    ap.add_argument("--prior-context", default="16,32,64", help="VITS prior left context sweep (columns)")
+    ap.add_argument("--firefly-context", default="1.0,0.5,0.25", help="Firefly context sweep (receptive-field fraction)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (the least time is kept)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as is)")
     args = ap.parse_args()
@@ -95,12 +97,12 @@ def main() -> None:
         decoder.decode(codes[:, :8], text=TEXT, seed=3)  # warm up
         ref, one_cpu, one_wall = cpu(lambda: decoder.decode(codes, text=TEXT, seed=3).numpy(), args.repeats)
         seconds = len(ref) / decoder.sample_rate
-        sweep = [int(c) for c in args.prior_context.split(",")] if name == "vits" else [None]
+        sweep = [float(c) for c in (args.prior_context if name == "vits" else args.firefly_context).split(",")]
         for ctx in sweep:
             out, s_cpu, s_wall = cpu(lambda: stream(decoder, codes, args.chunk, ctx), args.repeats)
             err = np.sum((ref - out).astype(np.float64) ** 2)
             db = float("inf") if err == 0 else 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / err)
-            print(json.dumps({"decoder": name, "prior_context": ctx, "audio_s": round(seconds, 2),
+            print(json.dumps({"decoder": name, "context": ctx, "audio_s": round(seconds, 2),
                               "one_pass_cpu_per_audio_s": round(one_cpu / seconds, 4),
                               "stream_cpu_per_audio_s": round(s_cpu / seconds, 4),
                               "ratio": round(s_cpu / one_cpu, 3), "stream_vs_one_pass_db": round(db, 1),

@@ -32,6 +32,11 @@ from speechlm.stages.codec import VQGANCodec
 from speechlm.stages.decoders.base import Decoder, WindowJob, Windows
 
 
+# Fraction of the receptive fields streamed windows carry as context (see FireflyWindows; measured in
+# experiments/serving/README.md: the stream stays far above the 30 dB tolerance with less).
+STREAM_CONTEXT = 1.0
+
+
 class FireflyDecoder(Decoder):
     """VQGAN decoder + Firefly vocoder.
 
@@ -110,8 +115,8 @@ class FireflyDecoder(Decoder):
         return self.vocode(self.decode_mel(codes, noise=noise, seed=seed))
 
     def windows(self, *, text: str | None = None, reference_audio: Tensor | None = None, noise_scale: float = 0.5,
-                seed: int = 0) -> "FireflyWindows":
-        return FireflyWindows(self, seed=seed)
+                seed: int = 0, context: float = STREAM_CONTEXT) -> "FireflyWindows":
+        return FireflyWindows(self, seed=seed, context=context)
 
     @torch.inference_mode()
     def decode_windows(self, jobs: Sequence[WindowJob]) -> list[Tensor]:
@@ -148,14 +153,21 @@ class FireflyDecoder(Decoder):
 
 
 class FireflyWindows(Windows):
-    """Streaming windows of one segment (its noise seed fixed)."""
+    """Streaming windows of one segment (its noise seed fixed).
 
-    def __init__(self, decoder: FireflyDecoder, seed: int = 0):
+    Args:
+        decoder: the loaded decoder.
+        seed: decoder noise seed.
+        context: fraction of each network's receptive field used as window context (1.0 = all of it: equal
+            to the one pass up to the missing future columns; less re-decodes fewer columns per window).
+    """
+
+    def __init__(self, decoder: FireflyDecoder, seed: int = 0, context: float = 1.0):
         self.decoder, self.seed = decoder, int(seed)
         f = decoder.frames_per_token
         self.samples_per_column = decoder.samples_per_column
-        self.vocoder_tokens = math.ceil(decoder.vocoder_context / f)
-        self.decode_tokens = decoder.codec.decode_context_tokens
+        self.vocoder_tokens = math.ceil(context * decoder.vocoder_context / f)
+        self.decode_tokens = math.ceil(context * decoder.codec.decode_context_tokens)
         self.receptive_tokens = self.decode_tokens + self.vocoder_tokens
 
     def plan(self, n: int, lo: int, hi: int) -> tuple[int, int, int, int, int, int]:
