@@ -147,3 +147,14 @@ def test_synthesize_decodes_on_the_worker_and_is_unchanged(tiny_tts, monkeypatch
     sequential = tiny_tts.synthesize(text, **run)
     assert set(threads) == {threading.main_thread().name}
     assert overlapped.audio.tobytes() == sequential.audio.tobytes()
+
+
+def test_cancelled_work_is_skipped():
+    worker, release = DecodeWorker(), threading.Event()
+    worker.submit(release.wait)
+    ran = []
+    dropped = worker.submit(lambda: ran.append("dropped"))
+    assert dropped.cancel()  # a stopped request cancels what it queued
+    kept = worker.submit(lambda: ran.append("kept") or 1)
+    release.set()
+    assert kept.result(timeout=30) == 1 and ran == ["kept"]

@@ -71,6 +71,8 @@ class DecodeWorker:
     def _work(self, taken: list) -> None:
         windows: dict[int, list] = {}
         for future, item in taken:
+            if not future.set_running_or_notify_cancel():  # cancelled: its request stopped
+                continue
             if item[0] == "call":
                 self._finish([future], lambda fn=item[1]: [fn()])
             else:
