@@ -63,10 +63,12 @@ def cpu(fn, repeats: int):
     return out, best_cpu, best_wall
 
 
-def stream(decoder, codes, chunk: int, context: float):
+def stream(decoder, codes, chunk: int, context: tuple):
     kw = dict(text=TEXT, seed=3)
-    key = "prior_context_tokens" if decoder.name == "vits" else "context"
-    windows = decoder.windows(**kw, **{key: int(context) if decoder.name == "vits" else context})
+    if decoder.name == "vits":
+        windows = decoder.windows(**kw, prior_context_tokens=int(context[0]), context=context[1])
+    else:
+        windows = decoder.windows(**kw, context=context[0])
     sd = StreamingDecoder(windows, chunk)
     out = []
     for i in range(codes.shape[1]):
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--columns", type=int, default=110, help="code columns (21.5 per second of audio)")
     ap.add_argument("--chunk", type=int, default=22)
     ap.add_argument("--prior-context", default="16,32,64", help="VITS prior left context sweep (columns)")
+    ap.add_argument("--vits-context", default="1.0", help="VITS flow/HiFi-GAN context sweep (receptive-field fraction)")
     ap.add_argument("--firefly-context", default="1.0,0.5,0.25", help="Firefly context sweep (receptive-field fraction)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (the least time is kept)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as is)")
@@ -97,7 +100,10 @@ def main() -> None:
         decoder.decode(codes[:, :8], text=TEXT, seed=3)  # warm up
         ref, one_cpu, one_wall = cpu(lambda: decoder.decode(codes, text=TEXT, seed=3).numpy(), args.repeats)
         seconds = len(ref) / decoder.sample_rate
-        sweep = [float(c) for c in (args.prior_context if name == "vits" else args.firefly_context).split(",")]
+        if name == "vits":  # prior columns x flow/HiFi-GAN fraction
+            sweep = [(int(p), float(c)) for p in args.prior_context.split(",") for c in args.vits_context.split(",")]
+        else:
+            sweep = [(float(c),) for c in args.firefly_context.split(",")]
         for ctx in sweep:
             out, s_cpu, s_wall = cpu(lambda: stream(decoder, codes, args.chunk, ctx), args.repeats)
             err = np.sum((ref - out).astype(np.float64) ** 2)

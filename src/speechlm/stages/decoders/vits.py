@@ -8,7 +8,7 @@
   with the FULL segment text, which gives exactly the one-pass text features;
 * the content encoder has full self-attention over the frames, so a window's prior differs from the
   one-pass prior by what attention gives to frames outside it: the prior runs over
-  ``prior_context_tokens`` of left context, the flow and HiFi-GAN over their own receptive fields;
+  ``prior_context_tokens`` of left context, the flow and HiFi-GAN over a fraction of their receptive fields;
 * the prior noise comes from the same per-block seeded draw (:func:`vits_noise`), so the one-pass
   decode with that noise is the target.
 
@@ -31,9 +31,13 @@ from speechlm.models.vqgan.vqgan import decoder_noise
 from speechlm.stages.decode import DEC_CONTEXT_FRAMES, VITSSynthesizer
 from speechlm.stages.decoders.base import Decoder, WindowJob, Windows
 
-# Columns of left context the streamed prior sees (self-attention reaches every frame; beyond this its
-# weight is small enough for the >= 30 dB stream tolerance with margin, see experiments/serving).
-PRIOR_CONTEXT_TOKENS = 64
+# Streamed windows re-decode as little context as the >= 30 dB stream tolerance allows with margin
+# (benchmarks/stream_decode.py, experiments/serving/README.md): the prior sees 16 columns of left context
+# (its self-attention reaches every frame, but far frames weigh little), the flow and HiFi-GAN half their
+# receptive fields. Official size, random weights: 57.5 dB against the one pass (58.6 with 64 columns and
+# full fields); fully random tiny: 36.4 dB (38.1).
+PRIOR_CONTEXT_TOKENS = 16
+STREAM_CONTEXT = 0.5
 
 
 def vits_noise(synth: VITSSynthesizer, num_columns: int, seed: int) -> Tensor:
@@ -65,11 +69,12 @@ class VITSDecoder(Decoder):
         return self.synth.decode(codes, text or "", reference_audio, noise_scale=noise_scale, noise=noise).cpu()
 
     def windows(self, *, text: str | None = None, reference_audio: Tensor | None = None, noise_scale: float = 0.5,
-                seed: int = 0, prior_context_tokens: int = PRIOR_CONTEXT_TOKENS) -> "VITSWindows":
+                seed: int = 0, prior_context_tokens: int = PRIOR_CONTEXT_TOKENS,
+                context: float = STREAM_CONTEXT) -> "VITSWindows":
         if text is None:
             raise InputError("streaming with the VITS decoder needs the segment text", "pass text=")
         return VITSWindows(self.synth, text, reference_audio, noise_scale=noise_scale, seed=seed,
-                           prior_context_tokens=prior_context_tokens)
+                           prior_context_tokens=prior_context_tokens, context=context)
 
     @torch.inference_mode()
     def decode_windows(self, jobs: Sequence[WindowJob]) -> list[Tensor]:
@@ -95,10 +100,13 @@ class VITSDecoder(Decoder):
 
 
 class VITSWindows(Windows):
-    """Streaming windows of one segment (its text, timbre, noise seed and noise scale fixed)."""
+    """Streaming windows of one segment (its text, timbre, noise seed and noise scale fixed).
+
+    ``context``: fraction of the flow's and the HiFi-GAN's receptive fields used as window context (1.0 = all).
+    """
 
     def __init__(self, synth: VITSSynthesizer, text: str, reference_audio=None, *, noise_scale: float = 0.5,
-                 seed: int = 0, prior_context_tokens: int = PRIOR_CONTEXT_TOKENS):
+                 seed: int = 0, prior_context_tokens: int = PRIOR_CONTEXT_TOKENS, context: float = 1.0):
         self.synth, self.seed, self.noise_scale = synth, int(seed), float(noise_scale)
         m = synth.model
         self.fpc = m.vq.frames_per_code
@@ -107,8 +115,8 @@ class VITSWindows(Windows):
         self.ge = synth._timbre(reference_audio)
         flow_frames = sum(c.enc.n_layers * (c.enc.in_layers[0].kernel_size[0] // 2)
                           for c in m.flow.flows if hasattr(c, "enc"))  # dilation rate 1
-        self.dec_frames = DEC_CONTEXT_FRAMES
-        self.flow_tokens = math.ceil((flow_frames + self.dec_frames) / self.fpc)
+        self.dec_frames = math.ceil(context * DEC_CONTEXT_FRAMES)
+        self.flow_tokens = math.ceil((context * flow_frames + self.dec_frames) / self.fpc)
         self.prior_tokens = int(prior_context_tokens)
         self.receptive_tokens = self.flow_tokens
 
