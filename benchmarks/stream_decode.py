@@ -4,6 +4,7 @@ For each decoder (random weights, ``--preset tiny`` or the official sizes), deco
 code columns once in one pass and once as a stream (``--chunk`` columns per window, one column pushed
 at a time as the token loop does), and reports CPU seconds (process time, all threads) per second of
 audio, their ratio (target <= 1.25), and the stream's error against the one-pass decode in dB (>= 30).
+Then ``--batch`` windows of concurrent requests, decoded one call each vs one batched call.
 It sweeps the context each window re-decodes: VITS the prior's left context in columns
 (``--prior-context``), Firefly a fraction of the networks' receptive fields (``--firefly-context``).
 
@@ -26,6 +27,7 @@ from hydra.utils import instantiate
 from speechlm.models.vits.loading import build_vits, remove_all_weight_norm
 from speechlm.stages.codec import VQGANCodec
 from speechlm.stages.decode import VITSSynthesizer
+from speechlm.stages.decoders import vits, vqgan_firefly
 from speechlm.stages.decoders.vits import VITSDecoder
 from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
 from speechlm.stages.streaming import StreamingDecoder
@@ -76,16 +78,29 @@ def stream(decoder, codes, chunk: int, context: tuple):
     return np.concatenate(out + sd.flush())
 
 
+def batched(decoder, codes, rows: int, chunk: int, repeats: int) -> dict:
+    """CPU time of ``rows`` concurrent requests' steady-state windows: one call each vs one batched call."""
+    from speechlm.stages.decoders.base import WindowJob
+
+    jobs = [WindowJob(decoder.windows(text=TEXT, seed=10 + r, noise_scale=0.5), codes, 2 * chunk, 3 * chunk + 1)
+            for r in range(rows)]
+    _, alone, _ = cpu(lambda: [j.windows.window(j.codes, j.lo, j.hi) for j in jobs], repeats)
+    _, together, _ = cpu(lambda: decoder.decode_windows(jobs), repeats)
+    return {"decoder": decoder.name, "windows": rows, "one_by_one_cpu_s": round(alone, 4),
+            "batched_cpu_s": round(together, 4), "speedup": round(alone / together, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     ap.add_argument("--decoders", default="vits,vqgan")
     ap.add_argument("--columns", type=int, default=110, help="code columns (21.5 per second of audio)")
     ap.add_argument("--chunk", type=int, default=22)
-    ap.add_argument("--prior-context", default="16,32,64", help="VITS prior left context sweep (columns)")
-    ap.add_argument("--vits-context", default="1.0", help="VITS flow/HiFi-GAN context sweep (receptive-field fraction)")
-    ap.add_argument("--firefly-context", default="1.0,0.5,0.25", help="Firefly context sweep (receptive-field fraction)")
+    ap.add_argument("--prior-context", default=str(vits.PRIOR_CONTEXT_TOKENS), help="VITS prior left context sweep (columns)")
+    ap.add_argument("--vits-context", default=str(vits.STREAM_CONTEXT), help="VITS flow/HiFi-GAN context sweep (receptive-field fraction)")
+    ap.add_argument("--firefly-context", default=str(vqgan_firefly.STREAM_CONTEXT), help="Firefly context sweep (receptive-field fraction)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (the least time is kept)")
+    ap.add_argument("--batch", type=int, default=4, help="concurrent windows for the batched-window measurement")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as is)")
     args = ap.parse_args()
     if args.threads:
@@ -113,6 +128,8 @@ def main() -> None:
                               "stream_cpu_per_audio_s": round(s_cpu / seconds, 4),
                               "ratio": round(s_cpu / one_cpu, 3), "stream_vs_one_pass_db": round(db, 1),
                               "one_pass_wall_s": round(one_wall, 3), "stream_wall_s": round(s_wall, 3)}))
+        if args.batch > 1:
+            print(json.dumps(batched(decoder, codes, args.batch, args.chunk, args.repeats)))
 
 
 if __name__ == "__main__":

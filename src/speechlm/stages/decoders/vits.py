@@ -133,10 +133,13 @@ class VITSWindows(Windows):
         _, m_p, logs_p, mask = m.enc_p(feats, lengths, self.text_ids, text_lengths, self.ge)
         noise = decoder_noise(1, m_p.shape[1], a * fpc, frames, self.seed, m_p.device, m_p.dtype)
         z_p = m_p + noise * torch.exp(logs_p) * self.noise_scale
+        # the prior needed columns from a; the flow needs only its own context, from z_lo
+        f_lo = (z_lo - a) * fpc
+        z_p, mask = z_p[:, :, f_lo:], mask[:, :, f_lo:]
         d_lo = max(0, lo * fpc - self.dec_frames)
         hop = s.hop_length
         keep = ((lo * fpc - d_lo) * hop, (hi * fpc - d_lo) * hop)
-        return {"z_p": z_p, "mask": mask, "ge": self.ge, "d_start": d_lo - a * fpc, "keep": keep}
+        return {"z_p": z_p, "mask": mask, "ge": self.ge, "d_start": d_lo - z_lo * fpc, "keep": keep}
 
     @torch.inference_mode()
     def vocode(self, z_p: Tensor, mask: Tensor, ge: Tensor, d_start: int) -> Tensor:
