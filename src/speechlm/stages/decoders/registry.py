@@ -22,6 +22,7 @@ class DecoderEntry:
     Attributes:
         name: the ``decoder=`` value.
         label: how the web UI shows it.
+        help: how the parameter's help text describes it.
         slots: the ``checkpoints.<slot>`` files it needs (besides text2semantic; ``vqgan`` is also the encoder's);
             the first is its own (what the original's ``--decoder-checkpoint-path`` fills).
         loader: ``module:function`` with signature ``load(cfg, device, codec, precision) -> Decoder``
@@ -34,6 +35,7 @@ class DecoderEntry:
 
     name: str
     label: str
+    help: str
     slots: tuple[str, ...]
     loader: str
     uses_codec: bool = False
@@ -46,9 +48,9 @@ class DecoderEntry:
 
 
 DECODERS: dict[str, DecoderEntry] = {e.name: e for e in [
-    DecoderEntry("vits", "VITS (recommended)", ("vits",), "speechlm.stages.decoders.vits:load",
+    DecoderEntry("vits", "VITS (recommended)", "vits (recommended)", ("vits",), "speechlm.stages.decoders.vits:load",
                  config_names=("vits_decoder_finetune", "vits_decoder_pretrain", "vits"), needs_text=True),
-    DecoderEntry("vqgan", "VQGAN + Firefly", ("vqgan", "firefly"), "speechlm.stages.decoders.vqgan_firefly:load",
+    DecoderEntry("vqgan", "VQGAN + Firefly", "vqgan (VQGAN decoder + Firefly vocoder)", ("vqgan", "firefly"), "speechlm.stages.decoders.vqgan_firefly:load",
                  uses_codec=True, config_names=("firefly_gan_vq", "vqgan_pretrain", "vqgan_finetune", "vqgan")),
 ]}
 
@@ -58,6 +60,12 @@ DEFAULT_DECODER = "vits"
 def decoder_names() -> tuple[str, ...]:
     """Every ``decoder=`` value, the default first."""
     return tuple(DECODERS)
+
+
+def decoder_help() -> str:
+    """The ``decoder`` parameter's help: every decoder's description."""
+    helps = [e.help for e in DECODERS.values()]
+    return helps[0] if len(helps) == 1 else ", ".join(helps[:-1]) + " or " + helps[-1]
 
 
 def entry(name: str) -> DecoderEntry:
