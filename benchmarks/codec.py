@@ -192,9 +192,11 @@ def memory_probe(stage: str, seconds: float, folder: str) -> None:
     torch.set_grad_enabled(False)
     cfg = compose("infer", PRESETS)
     vq_path, ff_path = _write_random_checkpoints(Path(folder))
-    codec = VQGANCodec.from_config(cfg.model.vqgan, vq_path, cfg.model.firefly if stage == "decode" else None,
-                                   ff_path if stage == "decode" else None, device=torch.device("cpu"),
-                                   dtype=torch.float32)
+    codec = VQGANCodec.from_config(cfg.model.vqgan, vq_path, device=torch.device("cpu"), dtype=torch.float32)
+    if stage == "decode":
+        from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
+
+        codec = FireflyDecoder.from_config(None, None, cfg.model.firefly, ff_path, codec=codec)
     if stage == "encode":
         audio = speechlike(seconds)
         data = audio.numel() * 4

@@ -227,7 +227,7 @@ def reference(device, args):
 def vocoders(device, args):
     from e2e import official_checkpoints
     from speechlm.config import compose
-    from speechlm.stages.codec import VQGANCodec
+    from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
     from speechlm.stages.decode import VITSSynthesizer
 
     paths = official_checkpoints(Path(args.workdir) / "official")
@@ -236,8 +236,8 @@ def vocoders(device, args):
     frames = int(args.seconds * 44100 / 2048)
     codes = torch.randint(0, 1024, (2, frames))
     vits = VITSSynthesizer.from_config(cfg.model.vits, paths["vits"], device=device)
-    codec = VQGANCodec.from_config(cfg.model.vqgan, paths["vqgan"], cfg.model.firefly, paths["firefly"],
-                                   device=device)
+    codec = FireflyDecoder.from_config(cfg.model.vqgan, paths["vqgan"], cfg.model.firefly, paths["firefly"],
+                                       device=device)
     text = "a sentence long enough for ten seconds of speech, read at an ordinary pace by the speaker"
     for name, fn in [("VITS decode", lambda: vits.decode(codes, text)), ("VQGAN decode + Firefly", lambda: codec.decode(codes))]:
         fn()

@@ -1,4 +1,4 @@
-"""``VQGANCodec`` on tiny random checkpoints: windowed processing equals one pass, seeding, input checks."""
+"""``VQGANCodec`` (encoder) and ``FireflyDecoder`` (VQGAN decoder + Firefly) on tiny random checkpoints: windowed processing equals one pass, seeding, input checks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from speechlm.errors import AudioError, InputError
 from speechlm.stages.codec import VQGANCodec
+from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
 from speechlm.testing.tiny_codec import compose_model_preset, make_tiny_firefly, make_tiny_vqgan
 from speechlm.utils.device import seed_everything
 
@@ -15,7 +16,7 @@ from speechlm.utils.device import seed_everything
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory):
     folder = tmp_path_factory.mktemp("codec")
-    return VQGANCodec.from_config(compose_model_preset("vqgan"), make_tiny_vqgan(folder),
+    return FireflyDecoder.from_config(compose_model_preset("vqgan"), make_tiny_vqgan(folder),
                                   compose_model_preset("firefly"), make_tiny_firefly(folder), device="cpu")
 
 
@@ -29,7 +30,7 @@ def audio():
 
 def test_shapes_and_rates(codec, audio):
     assert codec.sample_rate == 44100 and codec.hop_length == 512 and codec.frames_per_token == 4
-    codes = codec.encode(audio)
+    codes = codec.codec.encode(audio)
     assert codes.dtype == torch.int64 and codes.shape == (codec.num_groups, len(audio) // 512 // 4)
     assert codes.min() >= 0 and codes.max() < codec.codebook_size
     wave = codec.decode(codes, seed=0)
@@ -38,12 +39,12 @@ def test_shapes_and_rates(codec, audio):
 
 def test_windowed_equals_one_pass(codec, audio):
     """Windows far smaller than the input (and than the context) give the one-pass result."""
-    one = VQGANCodec(codec.vqgan, codec.vocoder, encode_window_frames=10**6, decode_window_tokens=10**6,
-                     vocoder_window_frames=10**6)
-    small = VQGANCodec(codec.vqgan, codec.vocoder, encode_window_frames=24, decode_window_tokens=5,
-                       vocoder_window_frames=30)
-    codes = one.encode(audio)
-    assert torch.equal(small.encode(audio), codes)
+    one = FireflyDecoder(VQGANCodec(codec.vqgan, encode_window_frames=10**6, decode_window_tokens=10**6),
+                         codec.vocoder, vocoder_window_frames=10**6)
+    small = FireflyDecoder(VQGANCodec(codec.vqgan, encode_window_frames=24, decode_window_tokens=5), codec.vocoder,
+                           vocoder_window_frames=30)
+    codes = one.codec.encode(audio)
+    assert torch.equal(small.codec.encode(audio), codes)
     with torch.inference_mode():  # the one-pass network call itself
         ref, _ = codec.vqgan.encode(audio[None, None], torch.tensor([len(audio)]))
     assert torch.equal(codes, ref[0])
@@ -54,7 +55,7 @@ def test_windowed_equals_one_pass(codec, audio):
 
 
 def test_decoder_noise_seeding(codec, audio):
-    codes = codec.encode(audio[: 44100])
+    codes = codec.codec.encode(audio[: 44100])
     a, b, c = (codec.decode_mel(codes, seed=s) for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     seed_everything(5)
@@ -69,18 +70,17 @@ def test_decoder_noise_seeding(codec, audio):
 
 def test_input_checks(codec):
     with pytest.raises(AudioError, match="shorter than one token"):
-        codec.encode(torch.zeros(2047))
+        codec.codec.encode(torch.zeros(2047))
     with pytest.raises(InputError, match="mono"):
-        codec.encode(torch.zeros(2, 4096))
+        codec.codec.encode(torch.zeros(2, 4096))
     with pytest.raises(InputError, match="shape"):
         codec.decode(torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(InputError, match="integers"):
         codec.decode(torch.zeros(2, 4))
     with pytest.raises(InputError, match=r"\[0, 1000\)"):
         codec.decode(torch.full((2, 4), 1000))
-    no_vocoder = VQGANCodec(codec.vqgan)
-    with pytest.raises(InputError, match="without the Firefly vocoder"):
-        no_vocoder.decode(torch.zeros(2, 4, dtype=torch.long))
+    encoder = VQGANCodec(codec.vqgan)  # the encoder stage decodes to mel only; audio is the decoder's job
+    assert not hasattr(encoder, "vocode") and encoder.decode_mel(torch.zeros(2, 4, dtype=torch.long), seed=0).shape[1] == 16
 
 
 @pytest.mark.slow
@@ -94,10 +94,12 @@ def test_windowed_equals_one_pass_official_sizes():
     voc = randomize_(instantiate(compose_model_preset("firefly", "firefly_gan_base")), torch.Generator().manual_seed(1))
     vq.eval(), voc.eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(44100 * 6).astype(np.float32) * 0.1)
-    one = VQGANCodec(vq, voc, encode_window_frames=10**6, decode_window_tokens=10**6, vocoder_window_frames=10**6)
-    small = VQGANCodec(vq, voc, encode_window_frames=200, decode_window_tokens=40, vocoder_window_frames=200)
-    codes = one.encode(x)
-    assert torch.equal(small.encode(x), codes)
+    one = FireflyDecoder(VQGANCodec(vq, encode_window_frames=10**6, decode_window_tokens=10**6), voc,
+                         vocoder_window_frames=10**6)
+    small = FireflyDecoder(VQGANCodec(vq, encode_window_frames=200, decode_window_tokens=40), voc,
+                           vocoder_window_frames=200)
+    codes = one.codec.encode(x)
+    assert torch.equal(small.codec.encode(x), codes)
     mel = one.decode_mel(codes, seed=3)
     torch.testing.assert_close(small.decode_mel(codes, seed=3), mel, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(small.vocode(mel[:, :400]), one.vocode(mel[:, :400]), rtol=1e-5, atol=1e-5)

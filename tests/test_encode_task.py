@@ -17,8 +17,10 @@ from tests.test_cli_codec import SR, TOKEN, assert_one_line, ckpts, run_inproces
 def codec(ckpts):  # noqa: F811
     from speechlm.testing.tiny_codec import compose_model_preset
 
-    return VQGANCodec.from_config(compose_model_preset("vqgan"), ckpts["vqgan"], compose_model_preset("firefly"),
-                                  ckpts["firefly"], device="cpu")
+    from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
+
+    return FireflyDecoder.from_config(compose_model_preset("vqgan"), ckpts["vqgan"], compose_model_preset("firefly"),
+                                      ckpts["firefly"], device="cpu")
 
 
 def test_batched_encode_equals_one_by_one(codec):
@@ -27,10 +29,10 @@ def test_batched_encode_equals_one_by_one(codec):
     lengths = [TOKEN * 2, TOKEN * 3 + 100, SR, TOKEN * 40 + 7, 5000, TOKEN * 80]
     clips = [0.3 * (2 * torch.rand(n, generator=gen) - 1) for n in lengths]
     windowed = VQGANCodec(codec.vqgan, encode_window_frames=120)  # the 80-token clip exceeds one window
-    for c in (codec, windowed):
+    for c in (codec.codec, windowed):
         batched = c.encode_batch(clips)
         for clip, codes in zip(clips, batched):
-            torch.testing.assert_close(codes, codec.encode(clip), rtol=0, atol=0)
+            torch.testing.assert_close(codes, codec.codec.encode(clip), rtol=0, atol=0)
     assert [b.shape[1] for b in batched] == [n // TOKEN for n in lengths]
 
 

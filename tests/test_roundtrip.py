@@ -29,12 +29,12 @@ def spoken_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory):
-    from speechlm.stages.codec import VQGANCodec
+    from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
     from speechlm.testing.tiny_codec import make_tiny_firefly, make_tiny_vqgan
 
     folder = tmp_path_factory.mktemp("codec")
     cfg = compose("infer", ["model/vqgan=tiny", "model/firefly=tiny"])
-    return VQGANCodec.from_config(cfg.model.vqgan, make_tiny_vqgan(folder / "vq"), cfg.model.firefly,
+    return FireflyDecoder.from_config(cfg.model.vqgan, make_tiny_vqgan(folder / "vq"), cfg.model.firefly,
                                   make_tiny_firefly(folder / "ff"), device=torch.device("cpu"), dtype=torch.float32)
 
 
@@ -45,7 +45,7 @@ def test_espeak_clip_round_trip(spoken_clip, codec):
     assert 2.0 < seconds < 10.0
     assert np.sqrt(np.mean(audio**2)) > 0.01  # really speech, not silence
 
-    codes = codec.encode(torch.from_numpy(audio))
+    codes = codec.codec.encode(torch.from_numpy(audio))
     hop, per_token = 512, 2048  # 86.13 mel frames/s, 4 frames per token
     tokens = (n // hop) // (per_token // hop)
     assert codes.dtype == torch.int64 and codes.shape == (2, tokens)
@@ -69,7 +69,7 @@ def test_round_trip_through_files(spoken_clip, codec, tmp_path):
     from speechlm.tasks.encode import encode_to_file
 
     audio = load_audio(spoken_clip)
-    shape = encode_to_file(codec, audio, tmp_path / "fox.npy")
+    shape = encode_to_file(codec.codec, audio, tmp_path / "fox.npy")
     assert np.load(tmp_path / "fox.npy").dtype == np.int32
     codes = load_codes(tmp_path / "fox.npy")
     assert tuple(codes.shape) == shape

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from speechlm.stages.codec import VQGANCodec
 from speechlm.stages.decode import VITSSynthesizer
-from speechlm.stages.streaming import StreamingDecoder, raised_cosine, vits_noise
+from speechlm.stages.decoders.vits import VITSDecoder
+from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
+from speechlm.stages.streaming import StreamingDecoder, raised_cosine
 from speechlm.models.vits.loading import build_vits, remove_all_weight_norm
 from speechlm.testing.tiny_codec import compose_model_preset, make_tiny_firefly, make_tiny_vqgan, randomize_
 
@@ -24,9 +25,9 @@ SEED = 3
 
 
 @pytest.fixture(scope="module")
-def codec(tiny_dir) -> VQGANCodec:
+def codec(tiny_dir) -> FireflyDecoder:
     ck = tiny_dir / "checkpoints"
-    return VQGANCodec.from_config(compose_model_preset("vqgan"), make_tiny_vqgan(ck / "vqgan"),
+    return FireflyDecoder.from_config(compose_model_preset("vqgan"), make_tiny_vqgan(ck / "vqgan"),
                                   compose_model_preset("firefly"), make_tiny_firefly(ck / "firefly"))
 
 
@@ -46,8 +47,8 @@ def random_vits(preset: str = "tiny", seed: int = 0) -> VITSSynthesizer:
 
 
 @pytest.fixture(scope="module")
-def vits() -> VITSSynthesizer:
-    return random_vits()
+def vits() -> VITSDecoder:
+    return VITSDecoder(random_vits())
 
 
 def random_codes(decoder, t: int, seed: int = 0) -> torch.Tensor:
@@ -56,14 +57,11 @@ def random_codes(decoder, t: int, seed: int = 0) -> torch.Tensor:
 
 
 def one_pass(decoder, codes, reference=None) -> np.ndarray:
-    if isinstance(decoder, VQGANCodec):
-        return decoder.decode(codes, seed=SEED).numpy()
-    return decoder.decode(codes, TEXT, reference, noise=vits_noise(decoder, codes.shape[1], SEED)).numpy()
+    return decoder.decode(codes, text=TEXT, reference_audio=reference, seed=SEED).numpy()
 
 
 def stream(decoder, codes, reference=None, **kw) -> tuple[list[np.ndarray], StreamingDecoder]:
-    extra = {} if isinstance(decoder, VQGANCodec) else dict(text=TEXT, reference_audio=reference)
-    sd = StreamingDecoder(decoder, seed=SEED, **extra, **kw)
+    sd = StreamingDecoder(decoder, seed=SEED, text=TEXT, reference_audio=reference, **kw)
     chunks = []
     for i in range(codes.shape[1]):  # one column at a time, as the token loop hands them out
         chunks += sd.push(codes[:, i])

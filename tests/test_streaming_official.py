@@ -12,24 +12,26 @@ import torch
 from hydra.utils import instantiate
 
 from speechlm.stages.codec import VQGANCodec
+from speechlm.stages.decoders.vits import VITSDecoder
+from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
 from speechlm.testing.tiny_codec import compose_model_preset, randomize_
 from tests.test_streaming import check_joins, one_pass, random_codes, random_vits, snr_db, stream
 
 pytestmark = pytest.mark.slow
 
 
-def official_codec() -> VQGANCodec:
+def official_codec() -> FireflyDecoder:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         vqgan = randomize_(instantiate(compose_model_preset("vqgan", "group_fsq_2x1024")), g).eval()
         vocoder = randomize_(instantiate(compose_model_preset("firefly", "firefly_gan_base")), g).eval()
         vocoder.head.conv_post.weight.mul_(0.3)
-    return VQGANCodec(vqgan, vocoder)
+    return FireflyDecoder(VQGANCodec(vqgan), vocoder)
 
 
 @pytest.mark.parametrize("which", ["vits", "codec"])
 def test_official_size_stream_equals_one_pass(which):
-    decoder = random_vits("vits_decoder_v1_1") if which == "vits" else official_codec()
+    decoder = VITSDecoder(random_vits("vits_decoder_v1_1")) if which == "vits" else official_codec()
     codes = random_codes(decoder, 50)
     ref = one_pass(decoder, codes)
     chunks, sd = stream(decoder, codes)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from speechlm.config import CONFIG_DIR, quote
+from speechlm.stages.decoders.registry import DECODERS, DEFAULT_DECODER, config_names
 
 # Keys whose values are free text or paths: quoted automatically unless already Hydra syntax.
 FREE_TEXT_KEYS = {
@@ -60,8 +61,7 @@ LIST_KEYS = {"prompt_text", "prompt_tokens", "text_extension"}
 CONFIG_FLAGS = {"--config-name", "-cn", "-cfg", "--llama-config-name", "--llama-config"}
 LLAMA_CONFIG_FLAGS = {"--llama-config-name", "--llama-config"}
 # --decoder-config-name (and the VQGAN/VITS tools' --config-name) values of the original → our decoder.
-DECODER_NAMES = {"vits_decoder_finetune": "vits", "vits_decoder_pretrain": "vits", "vits": "vits",
-                 "firefly_gan_vq": "vqgan", "vqgan_pretrain": "vqgan", "vqgan_finetune": "vqgan", "vqgan": "vqgan"}
+DECODER_NAMES = config_names()  # from the decoder registry
 # fish_speech/train.py --config-name → our experiment (None: not provided here, with the reason).
 TRAIN_CONFIGS: dict[str, str | None] = {
     "text2semantic_finetune": "text2semantic_finetune", "vits_decoder_finetune": "vits_finetune",
@@ -196,7 +196,7 @@ def _special(t: Translation, args: _Args, flag: str, inline: str | None) -> bool
     elif flag == "--decoder-config-name":
         name = args.value(flag, inline)
         if name not in DECODER_NAMES:
-            raise UsageError(f"unknown --decoder-config-name '{name}' (use vits_decoder_finetune or firefly_gan_vq)")
+            raise UsageError(f"unknown --decoder-config-name '{name}' (use one of {', '.join(DECODER_NAMES)})")
         t.overrides.append(f"decoder={DECODER_NAMES[name]}")
     elif flag == "--lora-config":
         t.overrides.append(f"lora_config={lora_value(args.value(flag, inline))}")
@@ -276,7 +276,8 @@ def _finish(t: Translation) -> None:
         if task not in POSITIONAL_KEY or len(t.positional) > 1:
             raise UsageError(f"cannot read argument '{t.positional[-1]}' (expected key=value)")
         t.overrides.append(f"{POSITIONAL_KEY[task]}={quote(t.positional[0])}")
-    decoder_slot = "vits" if t.value_of("decoder", "vits") == "vits" else "vqgan"
+    decoder = t.value_of("decoder", DEFAULT_DECODER)
+    decoder_slot = DECODERS[decoder].slots[0] if decoder in DECODERS else DECODERS[DEFAULT_DECODER].slots[0]
     if t.checkpoint_path is not None:
         slot = CHECKPOINT_SLOT.get(task) or (decoder_slot if task == "decode" else "text2semantic")
         t.overrides.append(f"checkpoints.{slot}={quote(t.checkpoint_path)}")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Optional
 
 from speechlm.errors import InputError
+from speechlm.stages.decoders.registry import DEFAULT_DECODER, decoder_help, decoder_names
 
 SEED_MAX = 2**32 - 1
 
@@ -96,8 +97,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("speaker", "str", None, "speaker name in the prompt (null = 'assistant', as the original); "
           "use the name you fine-tuned with", nullable=True),
     Param("iterative_prompt", "bool", True, "split long text into chunk_length segments (false: one segment)"),
-    Param("decoder", "choice", "vits", "vits (recommended) or vqgan (VQGAN decoder + Firefly vocoder)",
-          choices=("vits", "vqgan")),
+    Param("decoder", "choice", DEFAULT_DECODER, decoder_help(),
+          choices=decoder_names()),
     Param("noise_scale", "float", 0.5, "VITS prior noise (0 = the deterministic mean)", 0.0, 10.0, step=0.05),
     Param("stream_chunk_tokens", "int", 22, "streaming: code columns per audio chunk; the first chunk comes "
           "after this many (21.5 columns = 1 s of speech)", 1, 1000, step=1),

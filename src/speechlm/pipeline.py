@@ -3,7 +3,8 @@
 ``TTS`` holds the stage objects and is what every task, the HTTP API and the web UI call. Stages are
 built lazily by :mod:`speechlm.stages.loaders` — the VQGAN codec (encodes a reference into semantic
 tokens, cached by content hash), the text2semantic generator (segment by segment, iterative prompting
-as v1.1) and the chosen decoder (VITS, recommended, or VQGAN + Firefly).
+as v1.1) and the decoders (:mod:`speechlm.stages.decoders`: one interface, chosen by name from its
+registry). Decoding runs on one decode worker thread while the next tokens are generated.
 
 Build it with :meth:`TTS.from_pretrained` in Python or :meth:`TTS.from_config` from a composed config.
 """
@@ -15,10 +16,11 @@ import dataclasses
 import functools
 import io
 import logging
+import queue
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -33,14 +35,16 @@ from speechlm.reference_cache import Reference, ReferenceCache, content_key, fil
 from speechlm.results import AudioChunk, ProgressEvent, SynthesisResult, fade_joins
 from speechlm.stages import loaders
 from speechlm.stages.generate import GenerationCancelled, Segment
-from speechlm.stages.streaming import vits_noise
+from speechlm.stages.decoders.base import Decoder
+from speechlm.stages.decoders.registry import checkpoint_slots
+from speechlm.stages.decoders.worker import DecodeWorker
 from speechlm.utils.device import resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TTS", "AudioChunk", "ProgressEvent", "SynthesisResult", "Reference", "GenerationCancelled"]
 
-SLOTS = ("text2semantic", "vqgan", "vits", "firefly")
+SLOTS = tuple(dict.fromkeys(("text2semantic", "vqgan", *checkpoint_slots())))
 
 
 def _setting(cfg: DictConfig, key: str):
@@ -70,10 +74,10 @@ class TTS:
         self.cache = ReferenceCache(_setting(cfg, "cache_dir"))
         probes.configure(_setting(cfg, "cache_dir"), str(cfg.get("probe_cache") or "use"))  # before any model loads
         self._generator = None
-        self._codec = None  # VQGANCodec: encoder; + vocoder once decoder=vqgan was used
-        self._codec_has_vocoder = False
+        self._codec = None  # VQGANCodec: the reference encoder (its network is shared with decoder=vqgan)
         self._codec_id = ""
-        self._vits = None
+        self._decoders: dict[str, Decoder] = {}  # by registry name, loaded on first use
+        self.decode_worker = DecodeWorker()  # one per pipeline; share() views use the same
         self._lock = threading.RLock()
         self._generation_thread: ThreadPoolExecutor | None = None  # TTS.stream generates on it
 
@@ -137,28 +141,22 @@ class TTS:
                 self._generator = loaders.load_generator(self.cfg, self.device, self.dtype)
             return self._generator
 
-    def _get_codec(self, with_vocoder: bool):
+    @property
+    def codec(self):
+        """The VQGAN codec stage (:class:`~speechlm.stages.codec.VQGANCodec`): the reference encoder."""
         with self._lock:
-            if self._codec is None or (with_vocoder and not self._codec_has_vocoder):
-                self._codec = loaders.load_codec(self.cfg, self.device, vocoder=with_vocoder)
-                self._codec_has_vocoder = with_vocoder
+            if self._codec is None:
+                self._codec = loaders.load_codec(self.cfg, self.device)
                 self._codec_id = file_identity(loaders.checkpoint_path(self.cfg, "vqgan"))
             return self._codec
 
-    @property
-    def codec(self):
-        """The VQGAN codec (encoder; decoder + Firefly vocoder once ``decoder=vqgan`` was used)."""
-        return self._get_codec(with_vocoder=self._codec_has_vocoder)
-
-    def decoder(self, name: str | None = None):
-        """The loaded decoder: ``VITSSynthesizer`` (vits) or ``VQGANCodec`` with its vocoder (vqgan)."""
+    def decoder(self, name: str | None = None) -> Decoder:
+        """The loaded :class:`~speechlm.stages.decoders.base.Decoder` called ``name`` (default: the config's)."""
         name = PARAMS["decoder"].check(name or self.default_decoder)
-        if name == "vqgan":
-            return self._get_codec(with_vocoder=True)
         with self._lock:
-            if self._vits is None:
-                self._vits = loaders.load_vits(self.cfg, self.device)
-            return self._vits
+            if name not in self._decoders:
+                self._decoders[name] = loaders.load_decoder(self.cfg, self.device, name, lambda: self.codec)
+            return self._decoders[name]
 
     def forget_reference(self, key: str) -> int:
         """Forget the reference ``key`` (``Reference.key``, see :meth:`reference_key`), e.g. when a saved voice
@@ -169,10 +167,14 @@ class TTS:
         return 0 if gen is None else gen.forget_reference(key)
 
     def status(self) -> dict:
-        """Which models are loaded, and where."""
-        return {"text2semantic": self._generator is not None, "vqgan": self._codec is not None,
-                "firefly": self._codec_has_vocoder, "vits": self._vits is not None,
-                "decoder": self.default_decoder, "device": str(self.device)}
+        """Which models are loaded (per checkpoint slot), and where."""
+        from speechlm.stages.decoders.registry import entry
+
+        loaded = {slot: False for slot in SLOTS}
+        loaded.update(text2semantic=self._generator is not None, vqgan=self._codec is not None)
+        for name in self._decoders:
+            loaded.update({slot: True for slot in entry(name).slots})
+        return {**loaded, "decoder": self.default_decoder, "device": str(self.device)}
 
     # ------------------------------------------------------------------ references
     def encode_reference(self, audio: str | Path | bytes | np.ndarray, text: str | None = None,
@@ -191,7 +193,7 @@ class TTS:
         audio_bytes, what = self._reference_bytes(audio, sample_rate)
         wave = load_audio(audio_bytes, target_sr=self.sample_rate, max_seconds=self.max_reference_seconds or None,
                           what=what, limit_key="max_reference_seconds")
-        codec = self._get_codec(with_vocoder=self._codec_has_vocoder)
+        codec = self.codec
         key = self.reference_key(audio_bytes, text)
         codes = self.cache.get(key)
         if codes is None:
@@ -264,49 +266,61 @@ class TTS:
                    "tags": tuple(r.key for r in prompted if r.key)}
         return prompts, (torch.from_numpy(references[0].audio) if references else None)
 
-    @staticmethod
-    def _code_range(decoder_name: str, dec) -> int:
-        """Codec ids of ``dec``: the LLM's codebook (1024 + specials) is wider than the codec's."""
-        return dec.model.vq.n_codes if decoder_name == "vits" else dec.codebook_size
-
     def _segments(self, text: str, references: list[Reference], p: SynthesisParams,
                   should_stop: Callable[[], bool] | None, rng: torch.Generator | None = None,
                   take: int = 0) -> Iterator[tuple[np.ndarray, Segment]]:
-        """Generate and decode segment by segment; yields (audio (N,) float32, segment).
+        """Generate segment by segment while the decode worker decodes the finished ones; yields
+        (audio (N,) float32, segment) in order.
 
         ``rng``: the request's token generator (None = torch's global one; see ``SemanticGenerator.generate``).
         """
-        self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
+        dec = self.decoder(p.decoder)  # load before generating, so a missing checkpoint fails first
+        noise_scale = self._noise_scale(p.noise_scale)
         prompts, ref_audio = self._prompts(references)
         seeds = self._decode_seeds(p, take)
-        for seg in self.generator.generate(text, **prompts, params=p, should_stop=should_stop, rng=rng):
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled()
-            yield self.decode(seg.codes, seg.text, ref_audio, decoder=p.decoder, noise_scale=p.noise_scale,
-                              seed=seeds(seg.index)), seg
+        pending: list[tuple[Future, Segment]] = []
+        try:
+            for seg in self.generator.generate(text, **prompts, params=p, should_stop=should_stop, rng=rng):
+                if should_stop is not None and should_stop():
+                    raise GenerationCancelled()
+                # the worker gets the loaded decoder: it must not take this pipeline's lock (we hold it)
+                decode = functools.partial(self._decode_with, dec, seg.codes, seg.text, ref_audio, noise_scale,
+                                           seeds(seg.index))
+                pending.append((self.decode_worker.submit(decode), seg))
+                while pending and pending[0][0].done():  # finished ones now, the rest after generation
+                    future, done = pending.pop(0)
+                    yield future.result(), done
+            for future, seg in pending:
+                yield future.result(), seg
+        finally:
+            for future, _ in pending:
+                future.cancel()
 
     def decode(self, codes: torch.Tensor, text: str | None = None, reference_audio: torch.Tensor | None = None, *,
                decoder: str | None = None, noise_scale: float | None = None, seed: int | None = None) -> np.ndarray:
         """Decode generated codes (num_codebooks, T) to a (N,) float32 waveform at 44.1 kHz.
 
-        ``text`` and ``reference_audio`` ((N,) float32 at 44.1 kHz) are used by the VITS decoder.
+        ``text`` and ``reference_audio`` ((N,) float32 at 44.1 kHz) are used by decoders that need them (VITS).
         ``seed``: decoder noise drawn per frame block from it (what a streamed decode uses); None draws
         from torch's global generator.
         """
-        decoder = PARAMS["decoder"].check(decoder or self.default_decoder)
-        dec = self.decoder(decoder)
+        return self._decode_with(self.decoder(decoder), codes, text, reference_audio,
+                                 self._noise_scale(noise_scale), seed)
+
+    def _noise_scale(self, noise_scale: float | None) -> float:
+        return self.defaults.noise_scale if noise_scale is None else PARAMS["noise_scale"].check(noise_scale)
+
+    @staticmethod
+    def _decode_with(dec: Decoder, codes: torch.Tensor, text: str | None, reference_audio: torch.Tensor | None,
+                     noise_scale: float, seed: int | None) -> np.ndarray:
+        """:meth:`decode` with a loaded decoder and checked parameters (safe on the decode worker: no lock)."""
         if codes.shape[-1] == 0:
             return np.zeros(0, np.float32)
         # The LLM's codebook (1024 + specials) is wider than the codec's (1000 FSQ ids). The original
         # decoders wrap an id past the end digit-wise, which equals ``id % n``; do the same explicitly.
-        codes = codes % self._code_range(decoder, dec)
+        codes = codes % dec.code_range
         with torch.inference_mode():
-            if decoder == "vits":
-                ns = self.defaults.noise_scale if noise_scale is None else PARAMS["noise_scale"].check(noise_scale)
-                noise = None if seed is None else vits_noise(dec, codes.shape[-1], seed)
-                wave = dec.decode(codes, text or "", reference_audio, noise_scale=ns, noise=noise)
-            else:
-                wave = dec.decode(codes, seed=seed)
+            wave = dec.decode(codes, text=text, reference_audio=reference_audio, noise_scale=noise_scale, seed=seed)
         return wave.float().cpu().numpy().reshape(-1)
 
     def synthesize(self, text: str, *, params: SynthesisParams | None = None, reference=None,
@@ -399,7 +413,7 @@ class TTS:
 
     def _stream_take(self, text: str, references: list[Reference], p: SynthesisParams,
                      should_stop: Callable[[], bool] | None) -> Iterator[AudioChunk]:
-        from speechlm.stages.stream_synthesis import SegmentStream, generation_events
+        from speechlm.stages.stream_synthesis import OrderedAudio, SegmentStream, generation_events
 
         dec, generator = self.decoder(p.decoder), self.generator  # loaded here: the lock is ours
         texts = generator.segment_texts(text, p)
@@ -407,23 +421,38 @@ class TTS:
         seeds = self._decode_seeds(p, 0)
         generate = functools.partial(generator.generate, text, **prompts, params=p, should_stop=should_stop,
                                      rng=self._token_rng(p))
-        index = tokens = 0
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        audio = OrderedAudio(self.decode_worker, wake=lambda: events.put(("decoded", -1, None)))
+        index = generated = sent = 0  # a chunk's tokens: generated between its window's plan and the last one's
         current: SegmentStream | None = None
-        for kind, segment, value in generation_events(self._generator_thread(), generate):
-            if current is None:
-                current = SegmentStream(dec, self._code_range(p.decoder, dec), p.stream_chunk_tokens,
-                                        text=texts[segment], reference_audio=ref_audio, noise_scale=p.noise_scale,
-                                        seed=seeds(segment), sample_rate=self.sample_rate, first=segment == 0)
-            if kind == "column":
-                tokens += 1
-                audio = current.column(value)
-            else:
-                if should_stop is not None and should_stop():
-                    raise GenerationCancelled()
-                audio, current = current.finish(value.codes), None
-            if len(audio):
-                yield AudioChunk(audio, self.sample_rate, index, len(texts), tokens, segment=segment)
-                index, tokens = index + 1, 0
+
+        def new_stream(segment: int) -> SegmentStream:
+            return SegmentStream(dec, p.stream_chunk_tokens, text=texts[segment], reference_audio=ref_audio,
+                                 noise_scale=p.noise_scale, seed=seeds(segment), sample_rate=self.sample_rate,
+                                 first=segment == 0)
+
+        def chunks(wait: bool = False) -> Iterator[AudioChunk]:
+            nonlocal index, sent
+            for segment, wave, mark in audio.ready(wait):
+                yield AudioChunk(wave, self.sample_rate, index, len(texts), mark - sent, segment=segment)
+                index, sent = index + 1, mark
+
+        try:
+            for kind, segment, value in generation_events(self._generator_thread(), generate, events):
+                if kind == "column":
+                    current = current or new_stream(segment)
+                    generated += 1
+                    audio.add(segment, current, current.column(value), mark=generated)
+                elif kind == "segment":
+                    if should_stop is not None and should_stop():
+                        raise GenerationCancelled()
+                    current = current or new_stream(segment)  # also a segment without columns
+                    audio.add(segment, current, current.finish(value.codes), final=True, mark=generated)
+                    current = None
+                yield from chunks()
+            yield from chunks(wait=True)
+        finally:
+            audio.cancel()
 
     def _generator_thread(self) -> ThreadPoolExecutor:
         """The threads :meth:`stream` drives its segments from (they wait on the engine thread, which runs

@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from speechlm.stages.codec import VQGANCodec
+from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
 from speechlm.models.firefly.loading import load_firefly
 from speechlm.models.vqgan.loading import load_vqgan
 
@@ -239,9 +240,9 @@ def test_every_envelope_loads_identically(tiny, kind):
 
 def test_codec_round_trip_matches_goldens(tiny, models):
     g = tiny["g"]
-    codec = VQGANCodec(*models)
+    codec = FireflyDecoder(VQGANCodec(models[0]), models[1])
     assert codec.sample_rate == tiny["cfg"]["sample_rate"]
-    codes = codec.encode(g["audio"][0, 0])
+    codes = codec.codec.encode(g["audio"][0, 0])
     assert codes.dtype == torch.int64 and torch.equal(codes, g["indices"][0].long())
     mel = codec.decode_mel(codes, noise=g["decoder_noise"][0])
     _close(mel, g["decoded_mel"][0], name="codec decoded_mel")

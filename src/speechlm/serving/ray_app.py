@@ -32,10 +32,11 @@ import speechlm
 from speechlm.errors import InputError
 from speechlm.serving.ray_options import RayOptions
 from speechlm.serving.settings import ServeSettings
+from speechlm.stages.decoders.registry import DECODERS
 
 log = logging.getLogger(__name__)
 
-DECODER_SLOTS = {"vits": ("text2semantic", "vits"), "vqgan": ("text2semantic", "vqgan", "firefly")}
+DECODER_SLOTS = {name: ("text2semantic", *e.slots) for name, e in DECODERS.items()}  # from the decoder registry
 
 
 @serve.deployment(name="speechlm")

@@ -1,4 +1,7 @@
-"""``VQGANCodec``: audio <-> semantic tokens (VQGAN) and tokens -> audio (VQGAN decoder + Firefly vocoder).
+"""``VQGANCodec``: audio <-> semantic tokens and tokens -> full-band mel (the VQGAN network).
+
+The waveform decoder (VQGAN decoder + Firefly vocoder) is a separate stage,
+:class:`~speechlm.stages.decoders.vqgan_firefly.FireflyDecoder`, which shares this codec's network.
 
 Long inputs are processed in overlapping windows so memory is bounded by the window, not the file:
 
@@ -9,8 +12,6 @@ Long inputs are processed in overlapping windows so memory is bounded by the win
   ``ceil(VQGAN.decode_context_frames / 4)`` extra tokens per side (official: 26; tiny: 9); the decoder
   noise is drawn per fixed block of frames from one seed
   (:func:`~speechlm.models.vqgan.vqgan.decoder_noise`), so each window sees the one-pass noise;
-* vocoder: windows of ``vocoder_window_frames`` mel frames (default 1024 ≈ 11.9 s) with
-  ``FireflyVocoder.receptive_frames`` extra frames per side (official: 82; tiny: 43).
 
 The context covers each network's full receptive field, so every kept value is computed from the
 same inputs as in a one-pass run: tokens are identical, mels and audio agree to float rounding.
@@ -27,25 +28,20 @@ import torch
 from torch import Tensor
 
 from speechlm.errors import AudioError, InputError
-from speechlm.models.firefly.loading import load_firefly
-from speechlm.models.firefly.vocoder import FireflyVocoder
 from speechlm.models.vqgan.loading import load_vqgan
 from speechlm.models.vqgan.vqgan import VQGAN
 
 
 class VQGANCodec:
-    """Encode / decode with one loaded VQGAN (and optionally the Firefly vocoder).
+    """Encode audio to tokens and decode tokens to mel with one loaded VQGAN.
 
     Args:
         vqgan: the loaded network (eval mode).
-        vocoder: the loaded vocoder, needed by :meth:`decode` / :meth:`vocode`.
-        encode_window_frames, decode_window_tokens, vocoder_window_frames: window sizes (see module doc).
+        encode_window_frames, decode_window_tokens: window sizes (see module doc).
     """
 
-    def __init__(self, vqgan: VQGAN, vocoder: FireflyVocoder | None = None, *, encode_window_frames: int = 4096,
-                 decode_window_tokens: int = 1024, vocoder_window_frames: int = 1024):
+    def __init__(self, vqgan: VQGAN, *, encode_window_frames: int = 4096, decode_window_tokens: int = 1024):
         self.vqgan = vqgan
-        self.vocoder = vocoder
         self.sample_rate = int(vqgan.encode_mel_transform.sample_rate)
         self.hop_length = int(vqgan.hop_length)
         self.frames_per_token = int(vqgan.frames_per_token)
@@ -55,26 +51,14 @@ class VQGANCodec:
         f = self.frames_per_token
         self.encode_window_frames = max(f, encode_window_frames // f * f)
         self.decode_window_tokens = max(1, decode_window_tokens)
-        self.vocoder_window_frames = max(1, vocoder_window_frames)
         self.encode_context = math.ceil(vqgan.encode_context_frames / f) * f
         self.decode_context_tokens = math.ceil(vqgan.decode_context_frames / f)
-        self.vocoder_context = vocoder.receptive_frames if vocoder is not None else 0
 
     @classmethod
-    def from_config(cls, vqgan_cfg, vqgan_path: str | os.PathLike, firefly_cfg=None,
-                    firefly_path: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32, precision: str = "fp32", **windows) -> "VQGANCodec":
-        """Load ``model/vqgan`` from ``vqgan_path`` and, when given, ``model/firefly`` from ``firefly_path``.
-
-        ``precision`` is the Firefly vocoder's compute dtype (fp32 | bf16 | auto, :mod:`speechlm.models.precision`).
-        """
-        vqgan = load_vqgan(vqgan_cfg, vqgan_path, device, dtype)
-        vocoder = None
-        if firefly_path is not None:
-            if firefly_cfg is None:
-                raise InputError("a Firefly checkpoint was given without its model config", "pass model/firefly")
-            vocoder = load_firefly(firefly_cfg, firefly_path, device, dtype, precision=precision)
-        return cls(vqgan, vocoder, **windows)
+    def from_config(cls, vqgan_cfg, vqgan_path: str | os.PathLike, *, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32, **windows) -> "VQGANCodec":
+        """Load ``model/vqgan`` from ``vqgan_path``."""
+        return cls(load_vqgan(vqgan_cfg, vqgan_path, device, dtype), **windows)
 
     @property
     def device(self) -> torch.device:
@@ -202,25 +186,3 @@ class VQGANCodec:
             mel = self.vqgan.decode(codes[None, :, lo:hi], noise=win_noise, seed=seed, noise_offset=lo * f)
             out.append(mel[0, :, (a - lo) * f:(b - lo) * f])
         return torch.cat(out, dim=-1).float().cpu()
-
-    @torch.inference_mode()
-    def vocode(self, mel: Tensor) -> Tensor:
-        """Full-band log-mel ``(n_mels, M)`` -> waveform ``(M * hop_length,)`` float32 on the CPU."""
-        if self.vocoder is None:
-            raise InputError("this codec was loaded without the Firefly vocoder",
-                             "pass checkpoints.firefly (model/firefly) to decode to audio")
-        mel = mel.to(self.device)
-        dtype = self.vocoder.head.conv_pre.weight.dtype
-        hop, length, step, ctx = self.hop_length, mel.shape[-1], self.vocoder_window_frames, self.vocoder_context
-        out = []
-        for a in range(0, length, step):
-            b = min(length, a + step)
-            lo, hi = max(0, a - ctx), min(length, b + ctx)
-            wave = self.vocoder(mel[None, :, lo:hi].to(dtype).contiguous())  # (1, 1, (hi - lo) * hop)
-            out.append(wave[0, 0, (a - lo) * hop:(b - lo) * hop].float().cpu())
-        return torch.cat(out)
-
-    @torch.inference_mode()
-    def decode(self, codes, noise: Tensor | None = None, seed: int | None = None) -> Tensor:
-        """Code ids ``(num_groups, T)`` -> waveform ``(T * frames_per_token * hop_length,)`` float32 (CPU)."""
-        return self.vocode(self.decode_mel(codes, noise=noise, seed=seed))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -52,24 +53,22 @@ def load_generator(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
                                          prefix_cache_mb=cache_mb)
 
 
-def load_codec(cfg: DictConfig, device: torch.device, *, vocoder: bool = False):
-    """The VQGAN codec stage (+ the Firefly vocoder for ``decoder=vqgan``): ``VQGANCodec``."""
+def load_codec(cfg: DictConfig, device: torch.device):
+    """The VQGAN codec stage (reference encoder; its network is shared with ``decoder=vqgan``): ``VQGANCodec``."""
     from speechlm.stages.codec import VQGANCodec
 
     vq_path = checkpoint_path(cfg, "vqgan")
-    ff_cfg = ff_path = None
-    if vocoder:
-        ff_cfg, ff_path = cfg.model.firefly, checkpoint_path(cfg, "firefly")
-    log.info("vqgan: %s%s on %s", vq_path, f", firefly: {ff_path}" if ff_path else "", device)
-    return VQGANCodec.from_config(cfg.model.vqgan, vq_path, ff_cfg, ff_path, device=device, dtype=torch.float32,
-                                  precision=vocoder_precision(cfg, device))
+    log.info("vqgan: %s on %s", vq_path, device)
+    return VQGANCodec.from_config(cfg.model.vqgan, vq_path, device=device, dtype=torch.float32)
 
 
-def load_vits(cfg: DictConfig, device: torch.device):
-    """The VITS decoder stage: :class:`~speechlm.stages.decode.VITSSynthesizer`."""
-    from speechlm.stages.decode import VITSSynthesizer
+def load_decoder(cfg: DictConfig, device: torch.device, name: str, codec: Callable[[], object]):
+    """The decoder stage ``name`` (a :class:`~speechlm.stages.decoders.base.Decoder`) through its registry entry.
 
-    path = checkpoint_path(cfg, "vits")
-    log.info("vits: %s on %s", path, device)
-    return VITSSynthesizer.from_config(cfg.model.vits, path, device=device, dtype=torch.float32,
-                                       precision=vocoder_precision(cfg, device))
+    ``codec``: returns the loaded VQGAN codec, called only for decoders that share its network.
+    """
+    from speechlm.stages.decoders.registry import entry
+
+    e = entry(name)
+    log.info("decoder %s: %s on %s", name, ", ".join(str(checkpoint_path(cfg, s)) for s in e.slots), device)
+    return e.load(cfg, device, codec() if e.uses_codec else None, vocoder_precision(cfg, device))

@@ -2,7 +2,9 @@
 
 :meth:`speechlm.pipeline.TTS.stream` runs the text2semantic generator on a helper thread
 (:func:`generation_events`); every generated column reaches the calling thread through a queue and
-feeds the segment's :class:`SegmentStream`, which decodes overlapping windows and applies the same
+feeds the segment's :class:`SegmentStream`, which plans overlapping windows; the decode worker
+(:mod:`speechlm.stages.decoders.worker`) decodes them, batched with other requests' windows, while the
+tokens go on being generated, and :class:`OrderedAudio` joins them in order with the same
 segment-join fades as ``synthesize`` (:func:`speechlm.results.fade_joins`), so the joined stream equals
 the one-pass output up to the window tolerance of :mod:`speechlm.stages.streaming`.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from concurrent.futures import Executor
 from typing import Callable, Iterator
 
@@ -23,8 +26,9 @@ import torch
 
 from speechlm.results import FADE_SECONDS, fade_joins
 from speechlm.stages.generate import GenerationCancelled
-from speechlm.stages.streaming import StreamingDecoder
-from speechlm.stages.codec import VQGANCodec
+from speechlm.stages.decoders.base import Decoder
+from speechlm.stages.decoders.worker import DecodeWorker
+from speechlm.stages.streaming import PlannedWindow, StreamingDecoder
 from speechlm.text.prompt import CODE_OFFSET
 
 KEPT_LAG = 2  # columns after which a generated column is certainly kept (stop column + the one before)
@@ -62,56 +66,110 @@ class SegmentFader:
 
 
 class SegmentStream:
-    """One segment's audio while its columns arrive.
+    """One segment's audio while its columns arrive: plans its windows, joins their audio in order.
 
     Args:
-        decoder: the loaded decoder (``VITSSynthesizer`` or ``VQGANCodec`` with its vocoder).
-        code_range: codec ids (``codes % code_range``, as :meth:`TTS.decode`).
+        decoder: the loaded :class:`~speechlm.stages.decoders.base.Decoder`.
         chunk_tokens: columns per chunk (the first chunk after this many).
-        text, reference_audio, noise_scale: VITS: the segment text, the timbre clip and the prior noise.
+        text, reference_audio, noise_scale: the segment text, the timbre clip and the prior noise.
         seed: decoder noise seed (the one-pass decode of ``synthesize`` uses the same).
         sample_rate, first: for the segment-join fades (``first``: no fade-in).
     """
 
-    def __init__(self, decoder, code_range: int, chunk_tokens: int, *, text: str, reference_audio, noise_scale: float,
+    def __init__(self, decoder: Decoder, chunk_tokens: int, *, text: str, reference_audio, noise_scale: float,
                  seed: int, sample_rate: int, first: bool):
-        extra = {} if isinstance(decoder, VQGANCodec) else dict(text=text, reference_audio=reference_audio,
-                                                                 noise_scale=noise_scale)
-        self.decoder = StreamingDecoder(decoder, chunk_tokens, seed=seed, **extra)
-        self.code_range = int(code_range)
+        self.decoder = decoder
+        self.stream = StreamingDecoder(decoder, chunk_tokens, seed=seed, text=text, reference_audio=reference_audio,
+                                       noise_scale=noise_scale)
+        self.code_range = decoder.code_range
         self.fader = SegmentFader(sample_rate, first)
         self._recent: list[torch.Tensor] = []
 
-    def column(self, column: torch.Tensor) -> np.ndarray:
-        """Take one generated column ``(1 + NC, 1)`` (raw grid ids); returns audio now final (maybe empty)."""
+    def column(self, column: torch.Tensor) -> list[PlannedWindow]:
+        """Take one generated column ``(1 + NC, 1)`` (raw grid ids); returns the windows now due."""
         self._recent.append(column)
         if len(self._recent) <= KEPT_LAG:
-            return _EMPTY
+            return []
         raw = self._recent.pop(0)[1:, 0] - CODE_OFFSET
-        return self._faded(self.decoder.push(raw.clamp_min(0) % self.code_range))
+        return self.stream.plan(raw.clamp_min(0) % self.code_range)
 
-    def finish(self, codes: torch.Tensor) -> np.ndarray:
-        """End of the segment: ``codes`` (G, T) are its final codes; returns the rest of its audio."""
-        rest = codes[:, self.decoder.received:].long() % self.code_range
-        chunks = self.decoder.push(rest) if rest.shape[1] else []
-        return np.concatenate([self._faded(chunks + self.decoder.flush()), self.fader.finish()])
+    def finish(self, codes: torch.Tensor) -> list[PlannedWindow]:
+        """End of the segment: ``codes`` (G, T) are its final codes; returns its last windows."""
+        rest = codes[:, self.stream.received:].long() % self.code_range
+        return (self.stream.plan(rest) if rest.shape[1] else []) + self.stream.plan_flush()
 
-    def _faded(self, chunks: list[np.ndarray]) -> np.ndarray:
-        outs = [self.fader.push(c) for c in chunks]
+    def joined(self, planned: PlannedWindow, wave) -> np.ndarray:
+        """The faded audio of a decoded window that is final now (windows in plan order; maybe empty)."""
+        outs = [self.fader.push(c) for c in self.stream.join(planned, wave)]
         return np.concatenate(outs) if outs else _EMPTY
+
+    def end(self) -> np.ndarray:
+        """The held-back end of the segment (after its last window was joined)."""
+        return self.fader.finish()
+
+
+class OrderedAudio:
+    """Windows of one request in flight on the decode worker, released in order as they finish.
+
+    Each :meth:`add` is one entry: its windows' audio leaves as one piece (a segment's last windows and
+    its fade-out together, as one chunk). ``wake`` is called (on the worker thread) whenever a window is
+    done, so a consumer waiting on one queue for columns and decoded audio alike wakes up at once.
+    """
+
+    def __init__(self, worker: DecodeWorker, wake: Callable[[], None] | None = None):
+        self.worker, self.wake = worker, wake
+        self._queue: deque = deque()  # (segment, SegmentStream, [(PlannedWindow, Future)], final, mark)
+
+    def add(self, segment: int, stream: SegmentStream, planned: list[PlannedWindow], *, final: bool = False,
+            mark: int = 0) -> None:
+        """Send ``planned`` windows to the worker; ``final``: the segment ends after them; ``mark``: a
+        caller's counter at planning time (returned with the audio, e.g. tokens generated so far)."""
+        if not planned and not final:
+            return
+        futures = []
+        for p in planned:
+            future = self.worker.submit_window(stream.decoder, p.job)
+            if self.wake is not None:
+                future.add_done_callback(lambda _: self.wake())
+            futures.append((p, future))
+        self._queue.append((segment, stream, futures, final, mark))
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def ready(self, wait: bool = False) -> Iterator[tuple[int, np.ndarray, int]]:
+        """(segment, audio, mark) of the finished head entries (non-empty audio only); ``wait``: all, blocking."""
+        while self._queue:
+            segment, stream, futures, final, mark = self._queue[0]
+            if not wait and not all(f.done() for _, f in futures):
+                return
+            self._queue.popleft()
+            parts = [stream.joined(p, f.result()) for p, f in futures] + ([stream.end()] if final else [])
+            audio = np.concatenate(parts) if parts else _EMPTY
+            if len(audio):
+                yield segment, audio, mark
+
+    def cancel(self) -> None:
+        """Drop what is still queued (the request stopped)."""
+        for _, _, futures, _, _ in self._queue:
+            for _, f in futures:
+                f.cancel()
+        self._queue.clear()
 
 
 Event = tuple[str, int, object]  # ("column", segment, (1 + NC, 1) tensor) | ("segment", segment, Segment)
 
 
-def generation_events(executor: Executor, generate: Callable[..., Iterator]) -> Iterator[Event]:
+def generation_events(executor: Executor, generate: Callable[..., Iterator],
+                      events: queue.SimpleQueue | None = None) -> Iterator[Event]:
     """Run ``generate(on_column=...)`` (``SemanticGenerator.generate`` with its arguments bound) on
     ``executor`` and yield its columns and finished segments as they come.
 
+    ``events``: the queue to use (others may put ``("decoded", -1, None)`` wake-ups into it; yielded as is).
     Closing the iterator early (the consumer stopped) cancels the generation at its next column and
     waits for it, so the model is free again when this returns. Errors of the generation are re-raised.
     """
-    events: queue.SimpleQueue = queue.SimpleQueue()
+    events = queue.SimpleQueue() if events is None else events
     stop = threading.Event()
 
     def on_column(segment: int, i: int, column: torch.Tensor) -> None:

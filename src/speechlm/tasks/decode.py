@@ -1,8 +1,9 @@
 """``speechlm task=decode``: semantic tokens → waveform, through the decode stage of :class:`speechlm.TTS`.
 
-``decoder=vits`` (default, as Fish Speech 1.1 recommends) needs the text the tokens say and optionally a
-reference voice (``tools/vits_decoder/inference.py``); ``decoder=vqgan`` runs the VQGAN decoder and the
-Firefly vocoder (the decode half of ``tools/vqgan/inference.py``). Inputs are checked before any model
+Any decoder of the registry (:mod:`speechlm.stages.decoders.registry`): ``decoder=vits`` (default, as Fish
+Speech 1.1 recommends) needs the text the tokens say and optionally a reference voice
+(``tools/vits_decoder/inference.py``); ``decoder=vqgan`` runs the VQGAN decoder and the Firefly vocoder
+(the decode half of ``tools/vqgan/inference.py``). Inputs are checked before any model
 is loaded, so a bad token file, an empty text or an unreadable reference fail in a second.
 """
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from speechlm.audio.io import MODEL_SAMPLE_RATE, check_audio_path, load_audio, save_audio
 from speechlm.params import check_text
 from speechlm.pipeline import TTS
+from speechlm.stages.decoders.registry import DECODERS, entry
 from speechlm.stages.codes import CODEBOOK_SIZE, NUM_GROUPS, load_codes, validate_codes
 from speechlm.utils.device import seed_everything
 
@@ -37,15 +39,16 @@ def _inputs(cfg: DictConfig, decoder: str):
     codes = load_codes(str(cfg.input))
     text = str(cfg.text or "")
     reference = None
-    if decoder == "vits":
-        check_text(text, hint="the VITS decoder needs the words the codes say: pass text=\"...\" "
-                              "(or decode without text using decoder=vqgan)")
+    if entry(decoder).needs_text:
+        others = [n for n, e in DECODERS.items() if not e.needs_text]
+        check_text(text, hint=f"the {decoder} decoder needs the words the codes say: pass text=\"...\""
+                              + (f" (or decode without text using decoder={others[0]})" if others else ""))
         if cfg.reference:
             reference = load_audio(str(cfg.reference), target_sr=MODEL_SAMPLE_RATE,
                                    max_seconds=cfg.max_reference_seconds or None, what="reference audio",
                                    limit_key="max_reference_seconds")
     elif text or cfg.reference:
-        log.info("decoder=vqgan ignores text= and reference=")
+        log.info("decoder=%s ignores text= and reference=", decoder)
     return codes, text, reference
 
 

@@ -220,13 +220,14 @@ def _encode_one(cfg: DictConfig, src: Path) -> int:
     dst = _single_output(src, cfg.output)
     tts = TTS(cfg)
     reconstruct = _reconstruction_wanted(cfg)
-    codec = tts.decoder("vqgan") if reconstruct else tts.codec  # load the vocoder first: fail fast
+    vocoder = tts.decoder("vqgan") if reconstruct else None  # load the vocoder first: fail fast
+    codec = tts.codec
     start = time.perf_counter()
     codes = codec.encode(torch.from_numpy(audio))
     line = f"wrote {dst}: codes {save_codes(codes, dst)}"
     if reconstruct:
         wav = reconstruction_path(src, dst)
-        save_audio(wav, codec.decode(codes, seed=RECONSTRUCTION_SEED).numpy(), codec.sample_rate)
+        save_audio(wav, vocoder.decode(codes, seed=RECONSTRUCTION_SEED).numpy(), codec.sample_rate)
         line += f", reconstruction {wav}"
     summary = EncodeSummary(done=1, audio_seconds=len(audio) / MODEL_SAMPLE_RATE,
                             wall_seconds=time.perf_counter() - start)

@@ -33,7 +33,7 @@ def tiny_overrides(paths: dict[str, Path], cache_dir: str | os.PathLike | None =
     """Hydra overrides selecting the tiny presets and the given checkpoint files."""
     out = [f"model/{area}=tiny" for area in ("text2semantic", "vqgan", "firefly", "vits")]
     out += [f"checkpoints.{slot}={quote(str(p))}" for slot, p in paths.items()]
-    out += ["device=cpu", "max_new_tokens=32"]
+    out += ["device=cpu", "max_new_tokens=32", "precision=fp32"]  # bit-stable vocoders (the default is auto)
     if cache_dir is not None:
         out.append(f"cache_dir={quote(str(cache_dir))}")
     return out

@@ -15,6 +15,7 @@ import sys
 import gradio as gr
 
 from speechlm.params import PARAMS, SynthesisParams
+from speechlm.stages.decoders.registry import DECODERS, checkpoint_slots
 from speechlm.webui.errors import show_errors
 from speechlm.webui.handlers import MAX_CLIPS, MAX_TAKES, UPLOADED, Handlers, Request
 from speechlm.webui.i18n import I18N, t
@@ -38,7 +39,7 @@ def _status_line(tts) -> str:
         status = tts.status()
     except Exception:  # noqa: BLE001 - informational only
         return ""
-    models = ", ".join(k for k in ("text2semantic", "vqgan", "firefly", "vits") if status.get(k))
+    models = ", ".join(k for k in dict.fromkeys(("text2semantic", "vqgan", *checkpoint_slots())) if status.get(k))
     return f"<small>device **{status.get('device', '?')}** · loaded: {models or 'none'}</small>"
 
 
@@ -103,7 +104,6 @@ def _reference_tab(handlers: Handlers) -> dict:
 
 def _advanced_tab(p: SynthesisParams, tts) -> dict:
     decoder = PARAMS["decoder"]
-    names = {"vits": "VITS (recommended)", "vqgan": "VQGAN + Firefly"}
     return dict(
         chunk_length=_slider("chunk_length", p.chunk_length),
         max_new_tokens=_slider("max_new_tokens", p.max_new_tokens, hi=_max_tokens_limit(tts)),
@@ -116,7 +116,7 @@ def _advanced_tab(p: SynthesisParams, tts) -> dict:
         seed=gr.Number(label=t("seed"), info=t("seed_info"), precision=0, elem_id="seed",
                        value=-1 if p.seed is None or p.seed == PARAMS["seed"].default else p.seed),
         reuse_seed=gr.Button(t("reuse_seed"), size="sm", elem_id="reuse-seed"),
-        decoder=gr.Radio([(names.get(c, c), c) for c in decoder.choices], value=p.decoder, label=t("decoder"),
+        decoder=gr.Radio([(DECODERS[c].label, c) for c in decoder.choices], value=p.decoder, label=t("decoder"),
                          info=decoder.help, elem_id="decoder"),
         num_takes=gr.Slider(1, min(MAX_TAKES, PARAMS["num_samples"].hi), value=min(p.num_samples, MAX_TAKES), step=1,
                             label=t("num_takes"), info=PARAMS["num_samples"].help, elem_id="num-takes"),

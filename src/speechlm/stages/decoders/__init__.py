@@ -1,0 +1,1 @@
+"""Decoders (codes → waveform) behind one interface (:mod:`.base`), listed in :mod:`.registry`."""
