@@ -111,7 +111,7 @@ async def one_request(client: httpx.AsyncClient, seed: int, args) -> dict:
     async with client.stream("POST", "/v1/invoke", json=body) as r:
         if r.status_code != 200:
             await r.aread()
-            return {"status": r.status_code}
+            return {"status": r.status_code, "error": r.text[:300]}
         async for piece in r.aiter_raw():
             size += len(piece)
             if first is None and size > HEADER:
@@ -142,7 +142,8 @@ async def run_level(base: str, clients: int, args, counter: TokenCounter | None)
     ok = [r for r in results if r["status"] == 200]
     audio = sum(r["audio"] for r in ok)
     med = lambda key: statistics.median(r[key] for r in ok) if ok else float("nan")  # noqa: E731
-    return {"clients": clients, "requests": len(results), "ok": len(ok), "rejected": len(results) - len(ok),
+    errors = sorted({r.get("error", "") for r in results if r["status"] != 200})[:3]
+    return {"clients": clients, "requests": len(results), "ok": len(ok), "rejected": len(results) - len(ok), "errors": errors,
             "ttfa_median_s": med("ttfa"), "ttfa_p95_s": p95([r["ttfa"] for r in ok]),
             "latency_median_s": med("latency"), "latency_p95_s": p95([r["latency"] for r in ok]),
             "rtf_median": statistics.median(r["latency"] / r["audio"] for r in ok if r["audio"] > 0) if ok else None,
@@ -165,7 +166,7 @@ def main() -> None:
                    help="keep the EOS stop rule (default: off, each segment generates --max-new-tokens columns)")
     p.add_argument("--queue-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64, help="per segment (random weights rarely stop early)")
-    p.add_argument("--chunk-length", type=int, default=40)
+    p.add_argument("--chunk-length", type=int, default=100, help="the server refuses less than min_chunk_length (100)")
     p.add_argument("--text", default=TEXT)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
@@ -180,14 +181,17 @@ def main() -> None:
         for n in levels:
             rows.append(asyncio.run(run_level(base, n, args, counter)))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    single = rows[0]["tokens_per_s"] if rows and rows[0]["clients"] == 1 else float("nan")
+    single = rows[0]["tokens_per_s"] if rows and rows[0]["clients"] == 1 and rows[0]["ok"] else float("nan")
+    for r in rows:
+        if not r["ok"]:
+            print(f"clients={r['clients']}: every request refused: {r.get('errors')}", file=sys.stderr)
     print("| clients | requests | ok | rejected | tokens/s (all) | × 1 client | TTFA p50 (s) | TTFA p95 (s) "
           "| latency p50 (s) | latency p95 (s) | RTF p50 | audio s / s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['clients']} | {r['requests']} | {r['ok']} | {r['rejected']} | {r['tokens_per_s']:.1f} "
               f"| {r['tokens_per_s'] / single:.2f} | {r['ttfa_median_s']:.2f} | {r['ttfa_p95_s']:.2f} "
-              f"| {r['latency_median_s']:.2f} | {r['latency_p95_s']:.2f} | {r['rtf_median']:.2f} "
+              f"| {r['latency_median_s']:.2f} | {r['latency_p95_s']:.2f} | {r['rtf_median'] or float('nan'):.2f} "
               f"| {r['audio_s_per_s']:.2f} |")
     if not args.url:  # server, models, caches and clients all live in this process
         import resource
