@@ -7,7 +7,8 @@ Sections (each prints one line per result, or ``SKIP``/``FAIL`` with the reason,
 ``batch``   aggregate tokens/s of the engine with 8 and 32 concurrent requests (compiled: padded buckets);
 ``reference`` with ``--reference DIR``: the original v1.1.2 decode compiled as its ``generate.py`` does
             (``reduce-overhead``, ``fullgraph``, its inductor flags) beside ours compiled, same weights;
-``vocoders`` VITS and Firefly real-time factor at the official sizes (random weights), peak GPU memory.
+``vocoders`` VITS and Firefly real-time factor at the official sizes (random weights): one pass, one stream
+window alone and ``--windows`` (8) concurrent windows batched in one call; peak GPU memory.
 
     python benchmarks/device_check.py --sections parity,decode,vocoders [--device cuda] [--tokens 200]
 """
@@ -229,15 +230,17 @@ def vocoders(device, args):
     from speechlm.config import compose
     from speechlm.stages.decoders.vqgan_firefly import FireflyDecoder
     from speechlm.stages.decode import VITSSynthesizer
+    from speechlm.stages.decoders.vits import VITSDecoder
 
     paths = official_checkpoints(Path(args.workdir) / "official")
     cfg = compose("infer", ["model/vqgan=group_fsq_2x1024", "model/firefly=firefly_gan_base",
                             "model/vits=vits_decoder_v1_1"])
     frames = int(args.seconds * 44100 / 2048)
-    codes = torch.randint(0, 1024, (2, frames))
     vits = VITSSynthesizer.from_config(cfg.model.vits, paths["vits"], device=device)
     codec = FireflyDecoder.from_config(cfg.model.vqgan, paths["vqgan"], cfg.model.firefly, paths["firefly"],
                                        device=device)
+    ids = min(VITSDecoder(vits).codebook_size, codec.codebook_size)  # the codec's ids (1000), not the LLM's 1024
+    codes = torch.randint(0, ids, (2, frames))
     text = "a sentence long enough for ten seconds of speech, read at an ordinary pace by the speaker"
     for name, fn in [("VITS decode", lambda: vits.decode(codes, text)), ("VQGAN decode + Firefly", lambda: codec.decode(codes))]:
         fn()
@@ -248,8 +251,30 @@ def vocoders(device, args):
         wall = time.perf_counter() - t0
         seconds = audio.shape[-1] / 44100
         print(f"{name}: {seconds:.1f} s of audio in {wall:.3f} s = RTF {wall / seconds:.4f} ({seconds / wall:.0f}x real time)")
+    _windows_rtf(device, [VITSDecoder(vits), codec], codes, rows=args.windows)
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def _windows_rtf(device, decoders, codes, rows: int, chunk: int = 22) -> None:
+    """Streaming windows: one request's window alone, then ``rows`` concurrent requests' windows decoded in
+    one batched call (``Decoder.decode_windows``, each row its own seed); RTF = wall / audio seconds."""
+    from speechlm.stages.decoders.base import WindowJob
+
+    text = "a sentence long enough for a few windows of speech"
+    for dec in decoders:
+        jobs = [WindowJob(dec.windows(text=text, seed=10 + r, noise_scale=0.5), codes, 2 * chunk, 3 * chunk + 1)
+                for r in range(rows)]
+        for label, batch in (("1 window", jobs[:1]), (f"{rows} windows batched", jobs)):
+            dec.decode_windows(batch)  # warm-up
+            _sync(device)
+            t0 = time.perf_counter()
+            out = dec.decode_windows(batch)
+            _sync(device)
+            wall = time.perf_counter() - t0
+            seconds = sum(o.shape[-1] for o in out) / 44100
+            print(f"{dec.name} stream windows, {label}: {seconds:.2f} s of audio in {wall:.3f} s = RTF "
+                  f"{wall / seconds:.4f}")
 
 
 def main() -> None:
@@ -262,6 +287,7 @@ def main() -> None:
     ap.add_argument("--modes", default="eager,compiled,int8,int4")
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--windows", type=int, default=8, help="vocoders: concurrent stream windows batched in one call")
     ap.add_argument("--workdir", default="/tmp/speechlm-e2e")
     args = ap.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -62,7 +62,7 @@ step() {  # step <seconds> <title> <command...>
   [ $DEV = cuda ] && step 90 "task=tts ($SIZE, int8, VITS)" "$PY" benchmarks/e2e.py --device $DEV --size $SIZE \
     --quantize int8 --max-new-tokens 150
   if [ $DEV = cuda ]; then
-    step 90 "VITS / Firefly RTF ($DEV)" "$PY" benchmarks/device_check.py --device $DEV --sections vocoders
+    step 120 "VITS / Firefly RTF ($DEV): one pass, 1 window, 8 concurrent windows batched" "$PY" benchmarks/device_check.py --device $DEV --sections vocoders --windows 8
   else
     echo; echo "=== VITS / Firefly RTF: skipped on CPU (official-size vocoders: see benchmarks/codec.py, vits.py)"
   fi
