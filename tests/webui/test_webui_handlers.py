@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -371,3 +372,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_takes_are_written_atomically_with_the_umask(tmp_path, monkeypatch):
+    import os
+
+    from matplotlib.figure import Figure
+
+    ui = Handlers(object(), output_dir=tmp_path)
+    audio = np.sin(np.linspace(0, 200, 22050)).astype(np.float32)
+    old = os.umask(0o022)
+    try:
+        wav, png = ui._write_take(audio, 22050, 0)
+        assert oct(os.stat(wav).st_mode & 0o777) == "0o644" and oct(os.stat(png).st_mode & 0o777) == "0o644"
+
+        def half_written(self, path, **kwargs):  # a disk that fills up in the middle of the picture
+            Path(path).write_bytes(b"\x89PNG partial")
+            raise OSError("No space left on device")
+
+        monkeypatch.setattr(Figure, "savefig", half_written)
+        with pytest.raises(OSError):
+            ui._write_take(audio, 22050, 1)
+    finally:
+        os.umask(old)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".png", ".wav", ".wav"]  # no half picture
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left

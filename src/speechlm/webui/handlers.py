@@ -26,6 +26,7 @@ from speechlm.errors import InputError, SpeechLMError
 from speechlm.params import SynthesisParams
 from speechlm.serving.synthesis import call_pipeline
 from speechlm.text.clean import clean_text
+from speechlm.utils.io import atomic_path
 from speechlm.webui.spectrogram import save_spectrogram_png
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ class Handlers:
 
     def _write_take(self, audio: np.ndarray, sample_rate: int, index: int) -> tuple[str, str]:
         wav_path, png_path = self._files(f"take{index + 1}")
-        wav_path.write_bytes(wav_bytes(audio, sample_rate))  # same 16-bit PCM as the streamed chunks
+        with atomic_path(wav_path) as tmp:  # the page never links a half-written take
+            tmp.write_bytes(wav_bytes(audio, sample_rate))  # same 16-bit PCM as the streamed chunks
         save_spectrogram_png(audio, sample_rate, png_path, title=f"Take {index + 1}: mel spectrogram")
         return str(wav_path), str(png_path)
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from speechlm.audio.spectrogram import LogMelSpectrogram
+from speechlm.utils.io import atomic_path
 
 MAX_SECONDS = 120.0  # longer outputs are drawn from their first two minutes (the picture is a preview)
 
@@ -53,5 +54,6 @@ def save_spectrogram_png(audio: np.ndarray, sample_rate: int, path: str | os.Pat
         ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, pad=0.01, label="log magnitude")
     path = Path(path)
-    fig.savefig(path, format="png")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
     return path
