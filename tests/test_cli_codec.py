@@ -50,7 +50,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny(ckpts) -> list[str]:
     """Overrides selecting the tiny presets and checkpoints (paths quoted for Hydra)."""
-    return ["device=cpu", *(f"model/{a}=tiny" for a in ("vqgan", "firefly", "vits")),
+    # precision=fp32: the default (auto) picks bf16 where a load-time probe measures it faster, and these tests
+    # compare the CLI's audio with an fp32 decoder
+    return ["device=cpu", "precision=fp32", *(f"model/{a}=tiny" for a in ("vqgan", "firefly", "vits")),
             *(f"checkpoints.{slot}={quote(str(p))}" for slot, p in ckpts.items())]
 
 
