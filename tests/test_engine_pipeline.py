@@ -46,28 +46,35 @@ def test_config_keys_reach_the_engine(tmp_path):
         load(max_batch_size=0)
 
 
-def test_concurrent_synthesize_calls_share_the_batch(tiny_tts, no_stop):
-    """Threads calling one TTS meet in its engine's steps; each gets the audio it gets alone (near-greedy)."""
-    texts = ["A first short request.", "The second request is here.", "Third one, a bit longer than the rest!"]
-    solo = [tiny_tts.synthesize(t, seed=i, **NEAR_GREEDY).audio for i, t in enumerate(texts)]
-    engine = tiny_tts.generator.engine
-    engine.set_max_batch_size(3)
+def run_at_once(engine, rows: int, fn) -> dict:
+    """``fn(i)`` for ``i < rows`` from ``rows`` threads started together, the engine sized to ``rows``;
+    returns ``{i: result}`` (``engine.max_rows_seen`` then tells how many ran in one step)."""
+    engine.set_max_batch_size(rows)
     engine.max_rows_seen = 0
-    out: dict[int, np.ndarray] = {}
-    start = threading.Barrier(len(texts))
+    out: dict = {}
+    start = threading.Barrier(rows)
 
     def call(i):
         start.wait()
-        out[i] = tiny_tts.synthesize(texts[i], seed=i, **NEAR_GREEDY).audio
+        out[i] = fn(i)
 
     try:
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(rows)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
     finally:
         engine.set_max_batch_size(1)
+    return out
+
+
+def test_concurrent_synthesize_calls_share_the_batch(tiny_tts, no_stop):
+    """Threads calling one TTS meet in its engine's steps; each gets the audio it gets alone (near-greedy)."""
+    texts = ["A first short request.", "The second request is here.", "Third one, a bit longer than the rest!"]
+    solo = [tiny_tts.synthesize(t, seed=i, **NEAR_GREEDY).audio for i, t in enumerate(texts)]
+    engine = tiny_tts.generator.engine
+    out = run_at_once(engine, len(texts), lambda i: tiny_tts.synthesize(texts[i], seed=i, **NEAR_GREEDY).audio)
     assert sorted(out) == [0, 1, 2] and engine.max_rows_seen > 1
     for i, audio in enumerate(solo):
         assert len(out[i]) == len(audio) and np.abs(out[i] - audio).max() <= 2 / 32768
@@ -88,23 +95,7 @@ def test_concurrent_streams_share_the_batch(tiny_tts, no_stop):
 
     solo = [joined(i) for i in range(2)]
     engine = tiny_tts.generator.engine
-    engine.set_max_batch_size(2)
-    engine.max_rows_seen = 0
-    out: dict[int, np.ndarray] = {}
-    start = threading.Barrier(2)
-
-    def call(i):
-        start.wait()
-        out[i] = joined(i)
-
-    try:
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        engine.set_max_batch_size(1)
+    out = run_at_once(engine, 2, joined)
     assert sorted(out) == [0, 1] and engine.max_rows_seen == 2
     for i, audio in enumerate(solo):
         assert len(out[i]) == len(audio) and np.abs(out[i] - audio).max() <= 2 / 32768

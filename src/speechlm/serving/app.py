@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -138,8 +138,7 @@ def create_app(tts_or_factory: Union["TTS", Callable[[], "TTS"]], settings: Serv
 
     app = FastAPI(title="speechlm API", description=DESCRIPTION, version="1.1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
-    _install_docs(app)
-    docs_pages.install(app, DOCS_ASSETS)
+    docs_pages.install(app)
     app.state.server = state
     errors.install(app)
     # Added last = runs first: log and 500 around everything, then the key, then the body limit and
@@ -205,27 +204,3 @@ def _install_health(app: FastAPI, pool: WorkerPool, replica_id: str) -> None:
         app.add_api_route("/v1/health", health, methods=[method], tags=["health"], response_model=Health,
                           summary="Readiness and model status", operation_id=f"health_{method.lower()}",
                           responses=responses)
-
-
-DOCS_ASSETS = "/docs-assets"
-
-
-def _install_docs(app: FastAPI) -> None:
-    """``GET /``: the interactive OpenAPI page, with Swagger UI served from the installed package.
-
-    FastAPI's default page loads Swagger UI from a CDN, which leaves a blank page on machines
-    without internet; ``swagger-ui-bundle-v2`` ships the same files.
-    """
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
-
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — try it",
-                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
-
-    app.add_api_route("/", docs, methods=["GET"], include_in_schema=False)
