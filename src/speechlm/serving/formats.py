@@ -31,9 +31,6 @@ OUTPUT_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """A complete file (or raw 16-bit PCM) of (N,) ``audio`` in ``fmt`` (wav, mp3, flac, opus, aac, pcm)."""
-    if fmt == "aac":  # no libsndfile container: the ADTS stream is the file
-        enc = StreamEncoder(fmt, sample_rate)
-        return enc.encode(audio) + enc.finish()
     return encode_audio(audio, sample_rate, fmt)
 
 
